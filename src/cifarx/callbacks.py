@@ -1,0 +1,104 @@
+"""Training callbacks Keras does not ship: atomic checkpoints and TTY-aware progress."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import keras
+
+from cifarx.artifacts import RunDir
+from cifarx.console import is_interactive
+from cifarx.optim import current_lr
+
+log = logging.getLogger("cifarx")
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
+
+    Like ModelCheckpoint, but each file is written under a temporary name and renamed, so a
+    process killed mid-save never leaves a truncated model.
+    """
+
+    def __init__(self, run: RunDir, monitor: str = "val_accuracy", best_name: str = "best.keras",
+                 last_name: str = "last.keras", initial_best: float | None = None):
+        super().__init__()
+        self.run, self.monitor = run, monitor
+        self.best_name, self.last_name = best_name, last_name
+        self.best = -math.inf if initial_best is None else initial_best
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not math.isfinite(logs.get("loss", 0.0)):
+            return  # a diverged model is never saved
+        self.run.save_model(self.last_name, self.model)
+        value = logs.get(self.monitor)
+        if value is not None and value > self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+            self.run.save_model(self.best_name, self.model)
+
+
+class EpochInfo(keras.callbacks.Callback):
+    """Adds the learning rate and training stage to each epoch's logs, so CSVLogger records them."""
+
+    def __init__(self, stage: int):
+        super().__init__()
+        self.stage = stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = current_lr(self.model.optimizer)
+            logs["stage"] = self.stage
+
+
+class Progress(keras.callbacks.Callback):
+    """A rich progress bar per epoch on a terminal; one plain line per epoch in logs and CI."""
+
+    def __init__(self, epochs: int, steps: int, stage: str = ""):
+        super().__init__()
+        self.epochs, self.steps, self.stage = epochs, steps, stage
+        self.interactive = is_interactive()
+        self._progress = None
+        self._task = None
+        self.epoch_seconds: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        if self.interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+            self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+            self._progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        if self._progress is not None:
+            self._task = self._progress.add_task(f"{self.stage}epoch {epoch + 1}/{self.epochs}",
+                                                 total=self.steps, info="")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._progress is not None and self._task is not None:
+            logs = logs or {}
+            info = f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"
+            self._progress.update(self._task, completed=batch + 1, info=info)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
+        seconds = time.perf_counter() - self._t0
+        self.epoch_seconds.append(seconds)
+        parts = [f"{self.stage}epoch {epoch + 1}/{self.epochs}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                parts.append(f"{key} {logs[key]:.4f}")
+        parts.append(f"lr {current_lr(self.model.optimizer):.2e}")
+        parts.append(f"{seconds:.1f}s")
+        log.info("  ".join(parts))
+
+    def on_train_end(self, logs=None):
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,164 @@
+"""`cifarx <command> [hydra overrides]`: pick the command's primary config and hand over to Hydra.
+
+Only this module knows about argv. Nothing heavy (TensorFlow, Keras, scikit-learn) is imported
+here: each command's module is imported inside the Hydra task, so `--help` and `--cfg` are fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from cifarx import __version__
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function" taking the composed config and returning a dict
+    summary: str
+    hydra: bool = True
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19) and evaluate it"),
+    "evaluate": Command("cifarx.evaluate:run_evaluate", "re-evaluate a trained run: run=<train run dir>"),
+    "data": Command("cifarx.stats:run_data", "describe a dataset: class counts, channel stats, sample grid"),
+    "extract": Command("cifarx.extract:run_extract", "turn images into feature vectors with a trained model"),
+    "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm"),
+    "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
+}
+
+# Hydra flags that only print or inspect: they never need the pre-flight check.
+_INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+_MULTIRUN_FLAGS = {"--multirun", "-m"}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"cifarx {__version__}: config-driven CIFAR-10 experiments",
+        "",
+        "usage: cifarx <command> [key=value ...] [-m] [--cfg job] [--help]",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items()),
+        "",
+        "examples:",
+        "  cifarx train experiment=seed_cnn_augment",
+        "  cifarx train model=vgg19 data=augment trainer.epochs=10",
+        "  cifarx train -m optimizer=adam,sgd schedule=step,cosine",
+        "  cifarx extract run=outputs/train/<run>   then   cifarx classic clf=rf features=outputs/extract/<run>",
+        "",
+        "`cifarx <command> --help` lists that command's config groups and options.",
+    ]
+    return "\n".join(lines)
+
+
+def fail(command: str | None, message: str, code: int = 2) -> int:
+    prefix = f"cifarx {command}" if command else "cifarx"
+    print(f"{prefix}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _load(target: str) -> Callable:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _split_overrides(args: Sequence[str]) -> list[str]:
+    """The key=value overrides among Hydra's arguments (flags and their values dropped)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
+                   "--experimental-rerun"):
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        out.append(arg)
+    return out
+
+
+def preflight(command: str, overrides: list[str]) -> str | None:
+    """Compose and validate the config before Hydra creates a run directory.
+
+    Returns a one-line error message, or None when the config is good. Catching errors here
+    means a bad override never leaves a half-made run directory behind.
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from cifarx.config import config_dir
+    from cifarx.errors import CifarxError, describe_compose_error
+    from cifarx.runtime import validate_command_config
+
+    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+            cfg = compose(config_name=command, overrides=plain)
+    except Exception as exc:  # Hydra wraps everything; we only need the message
+        return describe_compose_error(exc)
+    try:
+        OmegaConf.resolve(cfg)
+        validate_command_config(command, cfg)
+    except CifarxError as exc:
+        return str(exc)
+    except Exception as exc:
+        return describe_compose_error(exc)
+    return None
+
+
+def _task_for(command: str) -> Callable:
+    def task(cfg):
+        from cifarx.runtime import run_command
+
+        return run_command(command, _load(COMMANDS[command].target), cfg)
+
+    task.__name__ = command
+    return task
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        print(f"cifarx {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        return fail(None, f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
+    if not command.hydra:
+        return int(_load(command.target)(rest) or 0)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cifarx.runtime import register_resolvers
+
+    register_resolvers()
+    inspecting = any(a in _INSPECT_FLAGS for a in rest)
+    multirun = any(a in _MULTIRUN_FLAGS for a in rest)
+    if not inspecting and not multirun:
+        message = preflight(name, _split_overrides(rest))
+        if message:
+            return fail(name, message)
+
+    import hydra
+
+    from cifarx.config import config_dir
+
+    sys.argv = [f"cifarx {name}", *rest]
+    hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Config schemas, registered with Hydra's ConfigStore, and the checks types cannot express.
+
+YAML under ``conf/`` is what users edit; the dataclasses here are the schemas behind it, so a
+misspelled key, a wrong type or an unknown choice fails at composition time. ``validate`` adds
+the range checks (positive epochs, fractions in [0, 1), ...) with one-line messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from cifarx.errors import ConfigError
+
+
+def config_dir() -> Path:
+    """The directory holding the YAML configs: inside the wheel, or the repo's ``conf/``."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+class Normalize(StrEnum):
+    none = "none"  # raw 0..255 pixel values, as the report's first run
+    scale = "scale"  # divide by 255
+    zscore = "zscore"  # per-channel mean/std from the training split only
+
+
+class OptimizerName(StrEnum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class ScheduleName(StrEnum):
+    constant = "constant"
+    step = "step"
+    plateau = "plateau"
+    cosine = "cosine"
+
+
+class Checkpoint(StrEnum):
+    best = "best"
+    last = "last"
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = False
+    flip: bool = True  # random horizontal flip
+    shift: float = 0.125  # max shift as a fraction of height/width (0.125 of 32 = 4 px)
+    fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # null: Keras' download/cache; else a batches dir, tar.gz, image folder or zip
+    cache_dir: str = "~/.cache/cifarx"
+    val_fraction: float = 0.2
+    max_train: Optional[int] = None  # stratified subset of the training pool (before the val split)
+    max_test: Optional[int] = None
+    normalize: Normalize = Normalize.zscore
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class SimpleCNNConfig:
+    name: str = "simple_cnn"
+    filters: List[int] = field(default_factory=lambda: [16, 32, 64])  # per conv block
+    dropout: List[float] = field(default_factory=lambda: [0.25, 0.25])  # after block 2, in block 3
+    l2: float = 0.0  # kernel weight decay; the report tried 0.01 and 0.001
+    initializer: str = "he_normal"
+    activation: str = "relu"
+
+
+@dataclass
+class HeadConfig:
+    units: List[int] = field(default_factory=lambda: [1024, 512])
+    dropout: float = 0.5
+    batch_norm: bool = True
+
+
+@dataclass
+class FinetuneConfig:
+    blocks: int = 0  # 0: no second stage; N: unfreeze the top N conv blocks of the base
+    epochs: int = 0
+    learning_rate: float = 1e-5
+
+
+@dataclass
+class VGGConfig:
+    name: str = MISSING  # vgg16 | vgg19
+    weights: Optional[str] = "imagenet"  # imagenet | null (random init) | path to a .h5/.keras file
+    cut_at: Optional[str] = None  # base layer to stop at, e.g. block4_pool; null: whole base
+    freeze: bool = True
+    input_size: int = 32  # resize inside the model (e.g. 64, 128, 224)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.adam
+    learning_rate: float = 1e-3
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: Optional[float] = None
+    clipnorm: Optional[float] = None
+
+
+@dataclass
+class ScheduleConfig:
+    name: ScheduleName = ScheduleName.constant
+    boundaries: List[int] = field(default_factory=list)  # step: epochs where the rate changes
+    factors: List[float] = field(default_factory=list)  # step: multipliers of learning_rate
+    factor: float = 0.5  # plateau: multiply the rate by this
+    patience: int = 2  # plateau: epochs without val_loss improvement
+    min_lr: float = 1e-6  # plateau
+    warmup_epochs: int = 0  # cosine: linear warm-up
+    alpha: float = 0.0  # cosine: final rate as a fraction of learning_rate
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 140
+    batch_size: int = 64
+    early_stopping: Optional[int] = None  # patience in epochs on val_accuracy; null: off
+    tensorboard: bool = False
+    evaluate: Checkpoint = Checkpoint.best  # which checkpoint the final evaluation uses
+    jit_compile: Any = "auto"  # auto | true | false (XLA; 'auto' keeps it off on CPU)
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    deterministic: bool = False  # TensorFlow op determinism (slower)
+    threads: Optional[int] = None  # TensorFlow intra/inter-op threads; null: all cores
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    data: DataConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 42
+    experiment_name: Optional[str] = None
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = MISSING  # a train run directory
+    checkpoint: Checkpoint = Checkpoint.best
+    batch_size: int = 256
+    seed: int = 42
+
+
+@dataclass
+class DataStatsConfig:
+    data: DataConfig = MISSING
+    samples_per_class: int = 8
+    seed: int = 42
+
+
+def register_configs() -> None:
+    """Primary schemas per command, and group schemas that the group YAML files extend
+    (``- /schema_model_simple_cnn@_here_``); kept outside the groups so they are not options."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="data_command_schema", node=DataStatsConfig)
+    cs.store(name="schema_data", node=DataConfig)
+    cs.store(name="schema_model_simple_cnn", node=SimpleCNNConfig)
+    cs.store(name="schema_model_vgg", node=VGGConfig)
+    cs.store(name="schema_optimizer", node=OptimizerConfig)
+    cs.store(name="schema_schedule", node=ScheduleConfig)
+
+
+MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate_data(data: DataConfig | DictConfig) -> None:
+    if data.root is not None:
+        _require(Path(str(data.root)).expanduser().exists(),
+                 f"data.root='{data.root}' does not exist (give a cifar-10-batches-py directory, "
+                 "cifar-10-python.tar.gz, an image folder with train/ and test/, or a .zip of one)")
+    _require(0.0 <= data.val_fraction < 1.0,
+             f"data.val_fraction={data.val_fraction} must be in [0, 1)")
+    for key in ("max_train", "max_test"):
+        value = data[key]
+        _require(value is None or value > 0, f"data.{key}={value} must be a positive count or null")
+    aug = data.augment
+    _require(0.0 <= aug.shift < 0.5, f"data.augment.shift={aug.shift} must be in [0, 0.5)")
+
+
+def validate_evaluate(cfg: DictConfig) -> None:
+    from cifarx.artifacts import require_run
+
+    _require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
+    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """Range and consistency checks that a schema cannot express; raises ConfigError."""
+    t = cfg.trainer
+    _require(t.epochs > 0, f"trainer.epochs={t.epochs} must be a positive integer")
+    _require(t.batch_size > 0, f"trainer.batch_size={t.batch_size} must be a positive integer")
+    _require(t.early_stopping is None or t.early_stopping > 0,
+             f"trainer.early_stopping={t.early_stopping} must be a positive patience or null")
+    _require(t.precision in PRECISIONS,
+             f"trainer.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
+    _require(t.jit_compile in ("auto", True, False),
+             f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
+    _require(t.threads is None or t.threads > 0, f"trainer.threads={t.threads} must be positive")
+    validate_data(cfg.data)
+    _require(cfg.model.name in MODEL_NAMES,
+             f"model.name={cfg.model.name!r} is not one of: {', '.join(MODEL_NAMES)}")
+    opt = cfg.optimizer
+    _require(opt.learning_rate > 0, f"optimizer.learning_rate={opt.learning_rate} must be > 0")
+    _require(opt.momentum >= 0, f"optimizer.momentum={opt.momentum} must be >= 0")
+    sch = cfg.schedule
+    if sch.name == ScheduleName.step:
+        _require(len(sch.factors) == len(sch.boundaries) + 1,
+                 f"schedule.factors needs one more entry than schedule.boundaries "
+                 f"(got {len(sch.factors)} factors for {len(sch.boundaries)} boundaries)")
+        _require(list(sch.boundaries) == sorted(set(sch.boundaries)) and all(b > 0 for b in sch.boundaries),
+                 f"schedule.boundaries={list(sch.boundaries)} must be increasing positive epochs")
+    if sch.name == ScheduleName.plateau:
+        _require(0 < sch.factor < 1, f"schedule.factor={sch.factor} must be in (0, 1)")
+        _require(cfg.data.val_fraction > 0, "schedule=plateau watches val_loss: set data.val_fraction > 0")
+    if sch.name == ScheduleName.cosine:
+        _require(0 <= sch.warmup_epochs < t.epochs,
+                 f"schedule.warmup_epochs={sch.warmup_epochs} must be in [0, trainer.epochs)")
+    if cfg.model.name in ("vgg16", "vgg19"):
+        m = cfg.model
+        _require(m.input_size >= 32, f"model.input_size={m.input_size} must be >= 32 (VGG's minimum)")
+        _require(0 <= m.head.dropout < 1, f"model.head.dropout={m.head.dropout} must be in [0, 1)")
+        _require(m.finetune.blocks >= 0 and m.finetune.epochs >= 0,
+                 "model.finetune.blocks and model.finetune.epochs must be >= 0")
+        _require((m.finetune.blocks > 0) == (m.finetune.epochs > 0),
+                 "model.finetune.blocks and model.finetune.epochs must both be 0 or both be positive")
+    else:
+        _require(all(0 <= d < 1 for d in cfg.model.dropout),
+                 f"model.dropout={list(cfg.model.dropout)} must be in [0, 1)")
+        _require(cfg.model.l2 >= 0, f"model.l2={cfg.model.l2} must be >= 0")

@@ -1,0 +1,145 @@
+"""The evaluator shared by `train`, `evaluate` and `classic`: metrics, reports, matrices, plots.
+
+Everything is computed from predictions with scikit-learn; nothing is re-implemented.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
+
+from cifarx.artifacts import RunDir, read_json, require_run
+from cifarx.console import print_table
+
+log = logging.getLogger("cifarx")
+
+TOP_CONFUSED = 5
+MISCLASSIFIED_SHOWN = 24
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+def split_scores(y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
+                 num_classes: int) -> dict[str, float]:
+    scores = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    if proba is not None:
+        p = np.clip(proba, 1e-7, 1.0)
+        p /= p.sum(axis=1, keepdims=True)  # float32 softmax rows can miss 1.0 by more than sklearn allows
+        scores["loss"] = float(log_loss(y_true, p, labels=range(num_classes)))
+    return scores
+
+
+def most_confused(matrix: np.ndarray, class_names: list[str], top: int = TOP_CONFUSED) -> list[dict]:
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.dstack(np.unravel_index(np.argsort(-off, axis=None), off.shape))[0]
+    pairs = []
+    for true, pred in order[:top]:
+        if off[true, pred] == 0:
+            break
+        pairs.append({"true": class_names[true], "predicted": class_names[pred],
+                      "count": int(off[true, pred]),
+                      "rate": float(off[true, pred] / max(matrix[true].sum(), 1))})
+    return pairs
+
+
+def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, dict[str, float]],
+                     y_test: np.ndarray, pred_test: np.ndarray, proba_test: np.ndarray | None = None,
+                     x_test: np.ndarray | None = None, history: dict[str, list[float]] | None = None,
+                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write every evaluation artifact into ``run`` and return the metrics dict it saved."""
+    from cifarx import plots
+
+    labels = list(range(len(class_names)))
+    matrix = confusion_matrix(y_test, pred_test, labels=labels)
+    report_text = classification_report(y_test, pred_test, labels=labels, target_names=class_names,
+                                         digits=4, zero_division=0)
+    report = classification_report(y_test, pred_test, labels=labels, target_names=class_names,
+                                   output_dict=True, zero_division=0)
+    run.write_text("classification_report.txt", report_text)
+    run.write_json("classification_report.json", report)
+    run.write_csv("confusion_matrix.csv", ["true\\predicted", *class_names],
+                  [[name, *row] for name, row in zip(class_names, matrix.tolist())])
+    run.save_figure("confusion_matrix.png", plots.confusion_figure(matrix, class_names, False, "test confusion matrix"))
+    run.save_figure("confusion_matrix_normalized.png",
+                    plots.confusion_figure(matrix, class_names, True, "test confusion matrix (row-normalised)"))
+    if history:
+        run.save_figure("curves.png", plots.curves_figure(history))
+    if x_test is not None and proba_test is not None:
+        wrong = np.flatnonzero(pred_test != y_test)
+        confidence = proba_test[wrong, pred_test[wrong]]
+        shown = wrong[np.argsort(-confidence)][:MISCLASSIFIED_SHOWN]
+        titles = [f"{class_names[y_test[i]]} -> {class_names[pred_test[i]]}\n{proba_test[i, pred_test[i]]:.2f}"
+                  for i in shown]
+        run.save_figure("misclassified.png", plots.image_grid_figure(
+            np.asarray(x_test[shown]), titles, title="most confident mistakes (true -> predicted, confidence)"))
+    pairs = most_confused(matrix, class_names)
+    metrics: dict[str, Any] = {}
+    for split, values in scores.items():
+        for key, value in values.items():
+            metrics[f"{split}_{key}"] = value
+    metrics.update({"test_count": int(len(y_test)), "class_names": class_names, "most_confused": pairs})
+    metrics.update(extra or {})
+    run.write_metrics(metrics)
+
+    print_table("accuracy", ["split", "accuracy", "loss"],
+                [[s, v["accuracy"], v.get("loss", "-")] for s, v in scores.items()])
+    short = [n[:5] for n in class_names]
+    print_table("test confusion matrix (rows: true, columns: predicted)", ["", *short],
+                [[n, *row] for n, row in zip(short, matrix.tolist())])
+    if pairs:
+        print_table("most confused pairs (test)", ["true", "predicted", "count", "share of true class"],
+                    [[p["true"], p["predicted"], p["count"], p["rate"]] for p in pairs])
+    return metrics
+
+
+def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Predict every split with a Keras model and write the evaluation."""
+    scores, test = {}, None
+    for split, (x, y) in data.splits().items():
+        proba = predict_proba(model, x, batch_size)
+        pred = proba.argmax(axis=1)
+        scores[split] = split_scores(y, proba, pred, data.num_classes)
+        if split == "test":
+            test = (proba, pred)
+    return write_evaluation(run, class_names=data.class_names, scores=scores, y_test=data.y_test,
+                            pred_test=test[1], proba_test=test[0], x_test=data.x_test,
+                            history=history, extra=extra)
+
+
+def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
+    """`cifarx evaluate run=DIR`: reload a train run's model and data, evaluate into a new run."""
+    import keras
+
+    from cifarx.data import load_dataset
+
+    run = run or RunDir.from_hydra("evaluate")
+    source = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    train_cfg = OmegaConf.load(source / "config.yaml")
+    data = load_dataset(train_cfg.data, int(train_cfg.seed))
+    model = keras.models.load_model(source / f"{cfg.checkpoint}.keras")
+    history = _history(source / "history.csv")
+    extra = {"source_run": str(source), "checkpoint": str(cfg.checkpoint), "model": train_cfg.model.name,
+             "params": int(model.count_params()),
+             "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
+    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra)
+    metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
+    return metrics
+
+
+def _history(path: Path) -> dict[str, list[float]] | None:
+    import csv
+
+    if not path.exists():
+        return None
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}

@@ -1,0 +1,106 @@
+"""Input layers shared by every model: cast + normalise, and batch-wide augmentation.
+
+They live inside the model, so training, evaluation and feature extraction apply exactly the
+same preprocessing, it runs on the compute graph on any Keras backend, and it is saved in the
+``.keras`` file. Augmentation is active only when ``training=True``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "cifarx"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RandomFlipShift(layers.Layer):
+    """Random horizontal flip and integer shift with constant fill, for a whole batch at once.
+
+    The report's ImageDataGenerator(horizontal_flip=True, width/height_shift_range=0.125,
+    fill_mode='constant', cval=0) as pad-and-random-crop over the whole batch.
+    Keras' RandomTranslation does the same through a general affine transform and was measured
+    far slower (100x the training step on JAX/PyTorch GPUs). Shifts here are whole pixels.
+    """
+
+    def __init__(self, flip: bool = True, shift: float = 0.125, fill_value: float = 0.0,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.flip = flip
+        self.shift = shift
+        self.fill_value = fill_value
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = False
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        x = inputs
+        batch = ops.shape(x)[0]
+        height, width = x.shape[1], x.shape[2]
+        if self.flip:
+            coin = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < 0.5
+            x = ops.where(coin, ops.flip(x, axis=2), x)
+        pad_h, pad_w = int(round(self.shift * height)), int(round(self.shift * width))
+        if pad_h or pad_w:
+            x = ops.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]],
+                        constant_values=self.fill_value)
+            dy = keras.random.randint((batch, 1), 0, 2 * pad_h + 1, seed=self.seed_generator, dtype="int32")
+            dx = keras.random.randint((batch, 1), 0, 2 * pad_w + 1, seed=self.seed_generator, dtype="int32")
+            rows = dy + ops.arange(height, dtype="int32")[None, :]
+            cols = dx + ops.arange(width, dtype="int32")[None, :]
+            # Crop by one-hot selection matrices: two small batched matmuls, exact, fast on
+            # every backend (a gather here hits slow int64 paths on TensorFlow CPU).
+            pick_rows = ops.one_hot(rows, height + 2 * pad_h, dtype=x.dtype)
+            pick_cols = ops.one_hot(cols, width + 2 * pad_w, dtype=x.dtype)
+            x = ops.einsum("bhp,bpwc->bhwc", pick_rows, x)
+            x = ops.einsum("bwq,bhqc->bhwc", pick_cols, x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "flip": self.flip, "shift": self.shift,
+                "fill_value": self.fill_value, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ImageNetPreprocess(layers.Layer):
+    """keras.applications' ``preprocess_input`` for VGG ('caffe' mode: RGB->BGR, minus the
+    ImageNet channel means), as a layer so it is saved with the model."""
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, inputs):
+        from keras.applications import imagenet_utils
+
+        x = ops.cast(inputs, self.compute_dtype)
+        return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=self.mode)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def input_pipeline(inputs, *, normalize: str, mean=None, std=None, augment=None, seed=None,
+                   imagenet: bool = False):
+    """Apply cast/normalise and (optional) augmentation to the uint8 input tensor."""
+    if imagenet:
+        x = ImageNetPreprocess(name="imagenet_preprocess")(inputs)
+    elif normalize == "zscore":
+        x = layers.Normalization(mean=list(map(float, mean)), variance=[float(s) ** 2 for s in std],
+                                 name="zscore")(inputs)
+    elif normalize == "scale":
+        x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    else:
+        x = layers.Rescaling(1.0, name="cast")(inputs)
+    if augment is not None and augment.enabled:
+        x = RandomFlipShift(flip=augment.flip, shift=augment.shift, fill_value=augment.fill_value,
+                            seed=seed, name="augment")(x)
+    return x

@@ -1,0 +1,127 @@
+"""What every command shares around its plain ``run_*`` function: resolvers, validation,
+the run directory's lifecycle, and turning user errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import traceback
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from cifarx.errors import CifarxError, one_line
+
+log = logging.getLogger("cifarx")
+
+
+def register_resolvers() -> None:
+    from cifarx.config import register_configs
+
+    register_configs()
+    if not OmegaConf.has_resolver("cifarx_pid"):
+        OmegaConf.register_new_resolver("cifarx_pid", lambda: str(os.getpid()), use_cache=True)
+
+
+def import_keras_quietly():
+    """Import Keras (and its backend) with C++ start-up chatter (oneDNN, absl) kept off stderr.
+
+    TensorFlow prints those lines from native code before any Python logging is configured and
+    no environment variable silences all of them, so stderr is pointed at /dev/null meanwhile.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return keras
+
+
+def keys_outside_schema(node, prefix: str = "") -> list[str]:
+    """Keys that a schema does not declare: Hydra's '+key=value' can add them past struct mode."""
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig):
+        return []
+    found = []
+    kind = OmegaConf.get_type(node)
+    declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if declared is not None and key not in declared and not (prefix == "" and key == "hydra"):
+            found.append(path)
+        found += keys_outside_schema(node._get_node(key), path + ".")
+    return found
+
+
+def validate_command_config(command: str, cfg: DictConfig) -> None:
+    from cifarx import config as schema
+    from cifarx.errors import ConfigError
+
+    extra = keys_outside_schema(cfg)
+    if extra:
+        raise ConfigError(f"unknown config key '{extra[0]}' (check the spelling; `--cfg job` shows every key)")
+    if command == "train":
+        schema.validate_train(cfg)
+    elif command == "data":
+        schema.validate_data(cfg.data)
+    elif hasattr(schema, f"validate_{command}"):
+        getattr(schema, f"validate_{command}")(cfg)
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig) -> Any:
+    """Run ``fn(cfg, run)`` inside a run directory that records its own status.
+
+    A user error (bad data, missing files) before any result exists removes the run directory,
+    so nothing is left that looks like a result; later failures leave ``status.json`` saying
+    ``failed`` with the error. Returns the value a Hydra sweeper optimises.
+    """
+    from cifarx.artifacts import RunDir
+
+    run = RunDir.from_hydra(command)
+    multirun = _is_multirun()
+    try:
+        validate_command_config(command, cfg)
+        run.begin(cfg)
+        if command != "data":
+            import_keras_quietly()
+        result = fn(cfg, run)
+    except CifarxError as exc:
+        message = one_line(str(exc))
+        if run.has_results or multirun:
+            run.set_status("failed", error=message)
+        else:
+            shutil.rmtree(run.path, ignore_errors=True)
+        if multirun:
+            log.error("cifarx %s: error: %s", command, message)
+            raise
+        print(f"cifarx {command}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        run.set_status("interrupted", error="interrupted by the user")
+        print(f"cifarx {command}: interrupted; partial results in {run.path}", file=sys.stderr)
+        sys.exit(130)
+    except BaseException as exc:
+        run.set_status("failed", error=one_line(f"{type(exc).__name__}: {exc}"),
+                       traceback=traceback.format_exc())
+        raise
+    run.set_status("completed")
+    return result.get("objective") if isinstance(result, dict) else result

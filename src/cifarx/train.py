@@ -1,0 +1,168 @@
+"""`cifarx train`: data -> model -> model.fit (optionally a fine-tuning stage) -> evaluation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from cifarx.artifacts import RunDir
+from cifarx.errors import TrainingDiverged
+
+log = logging.getLogger("cifarx")
+
+
+def configure_backend(trainer_cfg, seed: int) -> None:
+    """Seeds, threads, precision and determinism, before any model is built."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if trainer_cfg.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(trainer_cfg.threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(trainer_cfg.threads))
+        if trainer_cfg.deterministic:
+            tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(int(seed))
+    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
+
+
+def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str):
+    import keras
+
+    from cifarx.callbacks import EpochInfo, Progress
+    from cifarx.optim import schedule_callbacks
+
+    progress = Progress(epochs, steps, stage="[finetune] " if stage == 2 else "")
+    cbs = [EpochInfo(stage), keras.callbacks.TerminateOnNaN(), checkpoint,
+           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=stage > 1), progress]
+    cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
+    if cfg.trainer.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                 patience=int(cfg.trainer.early_stopping)))
+    if cfg.trainer.tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
+    return cbs, progress
+
+
+def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str):
+    batch = int(cfg.trainer.batch_size)
+    steps = math.ceil(len(data.y_train) / batch)
+    callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor)
+    validation = (data.x_val, data.y_val) if len(data.y_val) else None
+    history = model.fit(data.x_train, data.y_train, batch_size=batch, epochs=epochs,
+                        initial_epoch=initial_epoch, validation_data=validation,
+                        callbacks=callbacks, shuffle=True, verbose=0)
+    losses = history.history.get("loss", [])
+    if not losses or not np.all(np.isfinite(losses)):
+        raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'} at epoch "
+                               f"{initial_epoch + len(losses)}; lower optimizer.learning_rate or add "
+                               "optimizer.clipnorm (no model was saved as a result)")
+    return history.history, progress.epoch_seconds
+
+
+def _merge(total: dict[str, list], part: dict[str, list]) -> None:
+    for key, values in part.items():
+        total.setdefault(key, []).extend(float(v) for v in values)
+
+
+def _count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
+    """Train ``cfg.model`` on ``cfg.data`` and evaluate it; returns the metrics written."""
+    import keras
+
+    from cifarx.callbacks import AtomicCheckpoint
+    from cifarx.data import load_dataset
+    from cifarx.evaluate import evaluate_model
+    from cifarx.models import build_model, preprocessing_rule
+    from cifarx.models.vgg import unfreeze_top_blocks
+    from cifarx.optim import build_optimizer
+
+    run = run or RunDir.from_hydra("train")
+    start = time.perf_counter()
+    seed = int(cfg.seed)
+    configure_backend(cfg.trainer, seed)
+    data = load_dataset(cfg.data, seed)
+    run.write_provenance(data=data.source, backend=keras.backend.backend())
+    log.info("data: %s (%s) train %d, val %d, test %d, %d classes, loaded in %.1fs",
+             data.source["root"], data.source["format"], len(data.y_train), len(data.y_val),
+             len(data.y_test), data.num_classes, data.source["load_seconds"])
+
+    model = build_model(cfg.model, cfg.data, data, seed)
+    rule = preprocessing_rule(cfg.model, cfg.data)
+    if rule == "imagenet" and str(cfg.data.normalize) != "none":
+        log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
+                 "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
+    run.write_text("model_summary.txt", "\n".join(lines) + "\n")
+    params, trainable = int(model.count_params()), _count(model.trainable_weights)
+    log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
+             f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
+
+    batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
+    steps = math.ceil(len(data.y_train) / batch)
+    monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+    checkpoint = AtomicCheckpoint(run, monitor=monitor)
+    model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=cfg.trainer.jit_compile)
+    stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
+    history, epoch_seconds = {}, []
+    part, secs = _fit(model, data, cfg, run, checkpoint, 1, 0, epochs, monitor)
+    _merge(history, part)
+    epoch_seconds += secs
+
+    finetune = cfg.model.get("finetune")
+    if finetune is not None and finetune.blocks > 0:
+        opened = unfreeze_top_blocks(model, int(finetune.blocks))
+        ft_epochs = int(finetune.epochs)
+        model.compile(optimizer=build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps, ft_epochs,
+                                                base_lr=float(finetune.learning_rate)),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=cfg.trainer.jit_compile)
+        trainable2 = _count(model.trainable_weights)
+        log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
+                 len(opened), f"{trainable2:,}", finetune.learning_rate)
+        stages.append({"stage": 2, "epochs": ft_epochs, "trainable_params": trainable2,
+                       "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)})
+        part, secs = _fit(model, data, cfg, run, checkpoint, 2, len(history["loss"]),
+                          len(history["loss"]) + ft_epochs, monitor)
+        _merge(history, part)
+        epoch_seconds += secs
+
+    train_seconds = time.perf_counter() - start
+    evaluated = str(cfg.trainer.evaluate)
+    if evaluated == "best" and run.file("best.keras").exists():
+        model = keras.models.load_model(run.file("best.keras"))
+    else:
+        evaluated = "last"
+    run.save_model("model.keras", model)
+    mean_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
+    extra = {
+        "model": cfg.model.name, "experiment": cfg.get("experiment_name"), "params": params,
+        "trainable_params": trainable, "epochs": len(history.get("loss", [])),
+        "best_epoch": checkpoint.best_epoch, "evaluated_checkpoint": evaluated,
+        "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
+        "batch_size": batch, "precision": str(cfg.trainer.precision),
+        "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
+        "epoch_seconds": round(mean_epoch, 3),
+        "images_per_second": round(len(data.y_train) / mean_epoch, 1) if mean_epoch else None,
+        "train_seconds": round(train_seconds, 3), "stages": stages,
+        "data_sha256": data.source["sha256"],
+    }
+    metrics = evaluate_model(run, model, data, max(256, batch), history, extra)
+    metrics["seconds"] = round(time.perf_counter() - start, 3)
+    run.write_metrics(metrics)
+    run.write_provenance(wall_seconds=metrics["seconds"])
+    log.info("test accuracy %.4f; run directory %s", metrics["test_accuracy"], run.path)
+    metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
+    return metrics
