@@ -117,15 +117,14 @@ def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
 
 def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
     """`cifarx evaluate run=DIR`: reload a train run's model and data, evaluate into a new run."""
-    import keras
-
     from cifarx.data import load_dataset
+    from cifarx.models import load_model
 
     run = run or RunDir.from_hydra("evaluate")
     source = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     train_cfg = OmegaConf.load(source / "config.yaml")
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
-    model = keras.models.load_model(source / f"{cfg.checkpoint}.keras")
+    model = load_model(source / f"{cfg.checkpoint}.keras")
     history = _history(source / "history.csv")
     extra = {"source_run": str(source), "checkpoint": str(cfg.checkpoint), "model": train_cfg.model.name,
              "params": int(model.count_params()),

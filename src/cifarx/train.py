@@ -82,7 +82,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     from cifarx.callbacks import AtomicCheckpoint
     from cifarx.data import load_dataset
     from cifarx.evaluate import evaluate_model
-    from cifarx.models import build_model, preprocessing_rule
+    from cifarx.models import build_model, load_model, preprocessing_rule
     from cifarx.models.vgg import unfreeze_top_blocks
     from cifarx.optim import build_optimizer
 
@@ -142,7 +142,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     evaluated = str(cfg.trainer.evaluate)
     if evaluated == "best" and run.file("best.keras").exists():
-        model = keras.models.load_model(run.file("best.keras"))
+        model = load_model(run.file("best.keras"))
     else:
         evaluated = "last"
     run.save_model("model.keras", model)

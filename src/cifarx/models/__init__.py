@@ -40,3 +40,8 @@ def build_model(model_cfg, data_cfg, data: Dataset, seed: int) -> keras.Model:
                        seed=seed, imagenet=rule == "imagenet")
     outputs = BUILDERS[name](x, model_cfg, data.num_classes)
     return keras.Model(inputs, outputs, name=name)
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved cifarx model; importing this package registers its custom layers first."""
+    return keras.models.load_model(str(path))

@@ -1,0 +1,77 @@
+"""Model builders: the report's parameter counts and shapes, and the augmentation layer."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import compose
+from cifarx.data import Dataset
+from cifarx.models import build_model
+from cifarx.models.preprocessing import RandomFlipShift
+
+
+def tiny_dataset(n=20):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(n) % 10
+    return Dataset(x, y, x[:0], y[:0], x, y, [str(i) for i in range(10)])
+
+
+def test_simple_cnn_is_the_report_table():
+    cfg = compose("train", [])
+    model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
+    assert model.count_params() == 72_922
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 72_826
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["conv2d_1"] == (30, 30, 16) and shapes["conv2d_2"] == (28, 28, 16)
+    assert shapes["conv2d_4"] == (14, 14, 32) and shapes["max_pooling2d_2"] == (7, 7, 32)
+    assert shapes["conv2d_5"] == (5, 5, 64) and shapes["conv2d_6"] == (3, 3, 64)
+    assert shapes["flatten_1"] == (64,) and shapes["dense_1"] == (10,)
+    assert model.get_layer("conv2d_1").kernel_initializer.__class__.__name__ == "HeNormal"
+
+
+def test_zscore_layer_uses_training_statistics():
+    cfg = compose("train", [])
+    data = tiny_dataset()
+    model = build_model(cfg.model, cfg.data, data, seed=0)
+    norm = keras.Model(model.input, model.get_layer("zscore").output)
+    out = keras.ops.convert_to_numpy(norm(data.x_train))
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(out.reshape(-1, 3).std(axis=0), 1, atol=1e-3)
+
+
+def test_l2_and_width_are_configurable():
+    cfg = compose("train", ["model.l2=0.001", "model.filters=[8,16,32]"])
+    model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
+    assert model.get_layer("conv2d_1").filters == 8
+    assert len(model.losses) == 7  # one L2 term per conv and the dense layer
+
+
+def test_augmentation_is_an_exact_shift_and_flip_and_off_at_inference():
+    x = np.random.default_rng(0).random((32, 32, 32, 3)).astype("float32")
+    layer = RandomFlipShift(flip=True, shift=0.125, seed=3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x, training=False)), x)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    matched, flipped = 0, 0
+    for i in range(len(x)):
+        for img, was_flipped in ((x[i], False), (x[i][:, ::-1], True)):
+            padded = np.pad(img, ((4, 4), (4, 4), (0, 0)))
+            if any(np.array_equal(y[i], padded[a:a + 32, b:b + 32]) for a in range(9) for b in range(9)):
+                matched += 1
+                flipped += was_flipped
+                break
+    assert matched == len(x)  # every output is one flip + integer shift of its input, zero fill
+    assert 0 < flipped < len(x)
+
+
+def test_augmentation_layer_survives_save_and_load(tmp_path):
+    cfg = compose("train", ["data=augment", "model.filters=[4,4,4]"])
+    model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("augment").shift == pytest.approx(0.125)
+    x = tiny_dataset().x_train
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
