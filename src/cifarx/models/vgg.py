@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from cifarx.errors import ConfigError
+from cifarx.errors import ConfigError, one_line
 
 log = logging.getLogger("cifarx")
 
@@ -47,7 +48,12 @@ def _base(cfg, input_size: int):
                           f"to a {WEIGHTS_FILES[cfg.name]}-style .h5/.keras weights file")
     base = app(include_top=False, weights=None, input_shape=shape)
     try:
-        base.load_weights(str(path))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            base.load_weights(str(path))
+        skipped = [w for w in caught if "freshly-initialized" in str(w.message) or "Skipping" in str(w.message)]
+        if skipped:  # Keras only warns when parts of the file do not match: refuse half-loaded bases
+            raise ValueError(one_line(str(skipped[0].message)))
     except Exception as exc:
         raise ConfigError(f"model.weights='{weights}' does not fit {cfg.name}'s convolutional base "
                           f"(include_top=False): {str(exc).splitlines()[0][:160]}") from exc
