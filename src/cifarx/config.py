@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from cifarx.errors import ConfigError
 
@@ -159,6 +159,47 @@ class EvaluateConfig:
     seed: int = 42
 
 
+class Scale(StrEnum):
+    none = "none"
+    standard = "standard"
+
+
+class ExtractCheckpoint(StrEnum):
+    model = "model"  # the evaluated model of the run (best by default)
+    best = "best"
+    last = "last"
+
+
+@dataclass
+class ExtractConfig:
+    run: Optional[str] = None  # a train run directory ...
+    model_path: Optional[str] = None  # ... or a saved .keras model (then `data` says which images)
+    checkpoint: ExtractCheckpoint = ExtractCheckpoint.model
+    layer: Optional[str] = None  # null: the layer right before the final classifier
+    batch_size: int = 256
+    data_root: Optional[str] = None  # read the run's images from here instead (moved data)
+    data: DataConfig = MISSING
+    seed: int = 42
+
+
+@dataclass
+class ClfConfig:
+    name: str = MISSING
+    estimator: Any = MISSING  # {_target_: sklearn class, **params}, built with hydra.utils.instantiate
+
+
+@dataclass
+class ClassicConfig:
+    clf: ClfConfig = MISSING
+    features: str = MISSING  # an extract run directory, or "pixels"
+    data: DataConfig = MISSING  # used with features=pixels
+    scale: Scale = Scale.none
+    pca: Optional[int] = None
+    max_train: Optional[int] = None  # stratified subsample of the training features
+    pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
+    seed: int = 42
+
+
 @dataclass
 class DataStatsConfig:
     data: DataConfig = MISSING
@@ -173,6 +214,9 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="data_command_schema", node=DataStatsConfig)
+    cs.store(name="extract_schema", node=ExtractConfig)
+    cs.store(name="classic_schema", node=ClassicConfig)
+    cs.store(name="schema_clf", node=ClfConfig)
     cs.store(name="schema_data", node=DataConfig)
     cs.store(name="schema_model_simple_cnn", node=SimpleCNNConfig)
     cs.store(name="schema_model_vgg", node=VGGConfig)
@@ -206,8 +250,39 @@ def validate_data(data: DataConfig | DictConfig) -> None:
 def validate_evaluate(cfg: DictConfig) -> None:
     from cifarx.artifacts import require_run
 
+    _require(not OmegaConf.is_missing(cfg, "run"),
+             "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
     _require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+
+
+def validate_extract(cfg: DictConfig) -> None:
+    from cifarx.artifacts import require_run
+
+    _require((cfg.run is None) != (cfg.model_path is None),
+             "give exactly one of run=<train run dir> or model_path=<file.keras>")
+    _require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
+    if cfg.run is not None:
+        require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    else:
+        _require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
+        validate_data(cfg.data)
+    if cfg.data_root is not None:
+        _require(Path(str(cfg.data_root)).expanduser().exists(), f"data_root='{cfg.data_root}' does not exist")
+
+
+def validate_classic(cfg: DictConfig) -> None:
+    _require(not OmegaConf.is_missing(cfg, "features"),
+             "no features given: run `cifarx extract run=<train run dir>` first, then "
+             "`cifarx classic features=<extract run dir>` (or features=pixels)")
+    _require(cfg.pca is None or cfg.pca > 0, f"pca={cfg.pca} must be a positive number of components or null")
+    _require(cfg.max_train is None or cfg.max_train > 0, f"max_train={cfg.max_train} must be positive or null")
+    if str(cfg.features) == "pixels":
+        validate_data(cfg.data)
+    else:
+        _require(Path(str(cfg.features)).expanduser().is_dir(),
+                 f"features='{cfg.features}' is not a directory; run `cifarx extract run=<train run dir>` "
+                 "first, then `cifarx classic features=<extract run dir>` (or features=pixels)")
 
 
 def validate_train(cfg: DictConfig) -> None:

@@ -16,6 +16,8 @@ from cifarx.errors import CifarxError, one_line
 
 log = logging.getLogger("cifarx")
 
+KERAS_COMMANDS = ("train", "evaluate", "extract")  # the others never import a deep-learning backend
+
 
 def register_resolvers() -> None:
     from cifarx.config import register_configs
@@ -101,7 +103,7 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     try:
         validate_command_config(command, cfg)
         run.begin(cfg)
-        if command != "data":
+        if command in KERAS_COMMANDS:
             import_keras_quietly()
         result = fn(cfg, run)
     except CifarxError as exc:

@@ -1,0 +1,141 @@
+"""`cifarx classic`: a scikit-learn pipeline on extracted features (or raw pixels).
+
+The classifier is whatever ``clf.estimator`` names (a ``_target_`` class and its parameters),
+optionally behind StandardScaler and PCA. Predictions go to the same evaluator as training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from cifarx.artifacts import RunDir, atomic_path, read_json, require_run
+from cifarx.errors import ConfigError, DataError, RunError, one_line
+
+log = logging.getLogger("cifarx")
+
+PIPELINE_FILE = "pipeline.joblib"
+PIPELINE_META = "pipeline.json"
+EXTRACT_HINT = ("run `cifarx extract run=<train run dir>` first, then "
+                "`cifarx classic features=<extract run dir>` (or features=pixels)")
+
+
+def load_features(cfg) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], dict]:
+    """Splits of (features, labels), class names and a description of where they came from."""
+    if str(cfg.features) == "pixels":
+        from cifarx.data import load_dataset
+
+        data = load_dataset(cfg.data, int(cfg.seed))
+        splits = {k: (x.reshape(len(x), -1).astype(np.float32) / 255.0, y) for k, (x, y) in data.splits().items()}
+        return splits, data.class_names, {"features": "pixels", "data": data.source}
+    path = Path(str(cfg.features)).expanduser()
+    if not (path / "features.json").exists():
+        raise RunError(f"features='{cfg.features}' holds no extracted features; {EXTRACT_HINT}")
+    run = require_run(path, "extract", needs=("features.json", "features_train.npy", "features_test.npy"))
+    meta = read_json(run / "features.json")
+    splits = {}
+    for split in meta["splits"]:
+        x = np.load(run / f"features_{split}.npy", mmap_mode="r")
+        y = np.load(run / f"labels_{split}.npy")
+        if len(x) != len(y) or x.ndim != 2:
+            raise DataError(f"{run}: features_{split}.npy {x.shape} does not match labels_{split}.npy {y.shape}")
+        splits[split] = (np.asarray(x), y)
+    return splits, meta["class_names"], {"features": str(run), "layer": meta["layer"], "dim": meta["dim"],
+                                         "source_run": meta.get("source_run"),
+                                         "source_test_accuracy": meta.get("source_test_accuracy")}
+
+
+def build_pipeline(cfg):
+    """StandardScaler? -> PCA? -> the configured estimator, as one sklearn Pipeline."""
+    from hydra.utils import instantiate
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    try:
+        estimator = instantiate(cfg.clf.estimator)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"cannot build clf '{cfg.clf.name}': {one_line(str(cause)).split(' full_key')[0]}") from exc
+    steps = []
+    if str(cfg.scale) == "standard":
+        steps.append(("scale", StandardScaler()))
+    if cfg.pca:
+        steps.append(("pca", PCA(n_components=int(cfg.pca), random_state=int(cfg.seed))))
+    steps.append(("clf", estimator))
+    return Pipeline(steps)
+
+
+def _subsample(x, y, n: int | None, seed: int):
+    if n is None or n >= len(y):
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    return x[np.sort(idx)], y[np.sort(idx)]
+
+
+def _load_pipeline(path_str: str, dim: int, class_names: list[str]):
+    import joblib
+
+    run = require_run(path_str, "classic", needs=(PIPELINE_FILE, PIPELINE_META))
+    meta = read_json(run / PIPELINE_META)
+    if meta["dim"] != dim:
+        raise DataError(f"the classifier in {run} expects {meta['dim']}-d features, these are {dim}-d")
+    if meta["class_names"] != class_names:
+        raise DataError(f"the classifier in {run} was fitted on classes {meta['class_names']}, "
+                        f"these features have {class_names}")
+    return joblib.load(run / PIPELINE_FILE), meta
+
+
+def run_classic(cfg, run: RunDir | None = None) -> dict[str, Any]:
+    import joblib
+
+    from cifarx.evaluate import split_scores, write_evaluation
+
+    run = run or RunDir.from_hydra("classic")
+    splits, class_names, origin = load_features(cfg)
+    dim = splits["train"][0].shape[1]
+    fit_seconds = 0.0
+    if cfg.pipeline is not None:
+        pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names)
+    else:
+        pipeline = build_pipeline(cfg)
+        x_fit, y_fit = _subsample(*splits["train"], cfg.max_train, int(cfg.seed))
+        log.info("fitting %s on %d x %d features ...", cfg.clf.name, *x_fit.shape)
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipeline.fit(x_fit, y_fit)
+        fit_seconds = time.perf_counter() - start
+        for message in {one_line(str(w.message)) for w in caught if issubclass(w.category, UserWarning)}:
+            log.warning("scikit-learn: %s", message[:300])
+        log.info("fitted in %.1fs", fit_seconds)
+        with atomic_path(run.file(PIPELINE_FILE)) as tmp:
+            joblib.dump(pipeline, tmp)
+        run.write_json(PIPELINE_META, {"dim": dim, "class_names": class_names, "clf": cfg.clf.name})
+
+    scores, predict_seconds, test = {}, 0.0, None
+    has_proba = hasattr(pipeline, "predict_proba")
+    for split, (x, y) in splits.items():
+        start = time.perf_counter()
+        proba = pipeline.predict_proba(x) if has_proba else None
+        pred = proba.argmax(axis=1) if proba is not None else np.asarray(pipeline.predict(x))
+        predict_seconds += time.perf_counter() - start
+        scores[split] = split_scores(y, proba, pred, len(class_names))
+        if split == "test":
+            test = (pred, proba)
+    extra = {"clf": cfg.clf.name, "estimator": OmegaConf.to_container(cfg.clf.estimator, resolve=True),
+             "scale": str(cfg.scale), "pca": cfg.pca, "fit_seconds": round(fit_seconds, 3),
+             "predict_seconds": round(predict_seconds, 3), "train_count": int(len(splits["train"][1])),
+             "dim": dim, "seed": int(cfg.seed), **origin}
+    metrics = write_evaluation(run, class_names=class_names, scores=scores, y_test=splits["test"][1],
+                               pred_test=test[0], proba_test=test[1], extra=extra)
+    log.info("%s: test accuracy %.4f; run directory %s", cfg.clf.name, metrics["test_accuracy"], run.path)
+    return {**metrics, "objective": metrics.get("val_accuracy", metrics["test_accuracy"])}

@@ -1,0 +1,105 @@
+"""`cifarx extract`: a trained network, cut before its classifier, as a feature extractor.
+
+Preprocessing lives inside the saved model, so features see exactly the training-time input
+pipeline; augmentation layers are inactive at inference. Features are written batch by batch
+into memory-mapped ``.npy`` files (renamed into place when complete), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from cifarx.artifacts import RunDir, atomic_path, read_json, require_run
+from cifarx.errors import ConfigError, RunError
+
+log = logging.getLogger("cifarx")
+
+FEATURES_META = "features.json"
+
+
+def feature_layer(model, name: str | None):
+    """The named layer, or by default the one right before the final classifier."""
+    names = [layer.name for layer in model.layers]
+    if name is None:
+        return model.layers[-2]
+    if name not in names:
+        raise ConfigError(f"layer='{name}' is not a layer of this model; choose one of: {', '.join(names[1:])}")
+    return model.get_layer(name)
+
+
+def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label: str) -> tuple[int, ...]:
+    """Run ``extractor`` over ``x`` in batches, writing into ``path`` as it goes."""
+    from cifarx.console import is_interactive
+
+    n = len(x)
+    first = np.asarray(extractor(x[:1], training=False))
+    shape = (n, int(np.prod(first.shape[1:])))
+    step_log = max(1, (n // batch_size) // 4)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        start = time.perf_counter()
+        for b, i in enumerate(range(0, n, batch_size)):
+            feats = np.asarray(extractor(x[i:i + batch_size], training=False), dtype=np.float32)
+            out[i:i + len(feats)] = feats.reshape(len(feats), -1)
+            if not is_interactive() and (b + 1) % step_log == 0:
+                log.info("  %s: %d/%d images", label, min(i + batch_size, n), n)
+        out.flush()
+        del out
+    log.info("%s: %d x %d features in %.1fs", label, *shape, time.perf_counter() - start)
+    return shape
+
+
+def _source(cfg):
+    """(model path, train config or None, source run dir or None)."""
+    if cfg.run is not None:
+        run = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+        return run / f"{cfg.checkpoint}.keras", OmegaConf.load(run / "config.yaml"), run
+    path = Path(str(cfg.model_path)).expanduser().resolve()
+    if not path.is_file():
+        raise RunError(f"model_path='{cfg.model_path}' is not a file")
+    return path, None, None
+
+
+def run_extract(cfg, run: RunDir | None = None) -> dict[str, Any]:
+    import keras
+
+    from cifarx.data import load_dataset
+    from cifarx.models import load_model
+
+    run = run or RunDir.from_hydra("extract")
+    model_path, train_cfg, source = _source(cfg)
+    data_cfg = train_cfg.data if train_cfg is not None else cfg.data
+    if cfg.data_root is not None:
+        data_cfg = OmegaConf.merge(data_cfg, {"root": cfg.data_root})
+    seed = int(train_cfg.seed) if train_cfg is not None else int(cfg.seed)
+    data = load_dataset(data_cfg, seed)
+    model = load_model(model_path)
+    layer = feature_layer(model, cfg.layer)
+    extractor = keras.Model(model.input, layer.output)
+    splits = {}
+    for split, (x, y) in data.splits().items():
+        shape = write_features(extractor, x, run.file(f"features_{split}.npy"), int(cfg.batch_size), split)
+        with atomic_path(run.file(f"labels_{split}.npy")) as tmp:
+            np.save(tmp, y.astype(np.int64), allow_pickle=False)
+        splits[split] = shape[0]
+    dim = shape[1]
+    source_metrics = read_json(source / "metrics.json") if source and (source / "metrics.json").exists() else {}
+    meta = {
+        "layer": layer.name, "dim": dim, "splits": splits, "class_names": data.class_names,
+        "model_path": str(model_path), "source_run": str(source) if source else None,
+        "source_model": train_cfg.model.name if train_cfg is not None else model.name,
+        "source_test_accuracy": source_metrics.get("test_accuracy"),
+        "source_config": OmegaConf.to_container(train_cfg, resolve=True) if train_cfg is not None else None,
+        "data": data.source,
+    }
+    run.write_json(FEATURES_META, meta)
+    run.write_metrics({"layer": layer.name, "dim": dim, "splits": splits,
+                       "source_test_accuracy": meta["source_test_accuracy"]})
+    log.info("features of layer '%s' (%d-d) in %s", layer.name, dim, run.path)
+    return {**meta, "objective": meta["source_test_accuracy"]}
