@@ -112,18 +112,21 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
             run.set_status("failed", error=message)
         else:
             shutil.rmtree(run.path, ignore_errors=True)
-        if multirun:
+        if multirun:  # the sweep goes on; its summary reports the failure
             log.error("cifarx %s: error: %s", command, message)
-            raise
+            return None
         print(f"cifarx {command}: error: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         run.set_status("interrupted", error="interrupted by the user")
         print(f"cifarx {command}: interrupted; partial results in {run.path}", file=sys.stderr)
         sys.exit(130)
-    except BaseException as exc:
+    except Exception as exc:
         run.set_status("failed", error=one_line(f"{type(exc).__name__}: {exc}"),
                        traceback=traceback.format_exc())
+        if multirun:
+            log.exception("cifarx %s: job failed", command)
+            return None
         raise
     run.set_status("completed")
     return result.get("objective") if isinstance(result, dict) else result

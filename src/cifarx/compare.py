@@ -1,0 +1,122 @@
+"""Tables of runs: `cifarx compare <dir> ...` and the summary written at the end of a sweep.
+
+Both read only what runs wrote (``metrics.json``, ``status.json``, ``.hydra/overrides.yaml``), so
+they work after the fact, across commands, and for sweeps run by any launcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("cifarx")
+
+COLUMNS = ["run", "command", "status", "overrides", "train_accuracy", "val_accuracy", "test_accuracy",
+           "seconds", "error"]
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories (holding status.json) at or below each path, in a stable order."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "status.json").exists():
+            runs.append(p)
+        elif p.is_dir():
+            runs += sorted(s.parent for s in p.rglob("status.json"))
+    return list(dict.fromkeys(r.resolve() for r in runs))
+
+
+def _overrides(run: Path) -> str:
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return ""
+    items = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+    return " ".join(i for i in items if not i.startswith(("hydra.", "data.root=", "data.cache_dir=")))
+
+
+def row_for(run: Path) -> dict[str, Any]:
+    status = json.loads((run / "status.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    seconds = metrics.get("seconds", metrics.get("fit_seconds", status.get("seconds")))
+    return {"run": str(run), "command": status.get("command", ""), "status": status.get("status", ""),
+            "overrides": _overrides(run), "train_accuracy": metrics.get("train_accuracy"),
+            "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
+            "seconds": seconds, "error": status.get("error", "")}
+
+
+def table(paths: Sequence[str | Path], sort_by: str = "val_accuracy") -> list[dict[str, Any]]:
+    rows = [row_for(r) for r in find_runs(paths)]
+    key = sort_by if sort_by in COLUMNS else "val_accuracy"
+    numeric = key.endswith("accuracy") or key == "seconds"
+
+    def order(row):
+        value = row.get(key)
+        if numeric:
+            return (value is None, -(value or 0) if key != "seconds" else (value or 0))
+        return (False, str(value))
+
+    return sorted(rows, key=order)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def varying(rows: list[dict[str, Any]]) -> list[str]:
+    """Each row's overrides minus those every row shares: what tells the jobs apart."""
+    split = [r["overrides"].split() for r in rows]
+    common = set.intersection(*map(set, split)) if len(rows) > 1 else set()
+    return [" ".join(o for o in items if o not in common) for items in split]
+
+
+def print_rows(rows: list[dict[str, Any]], title: str, common: Path | None = None) -> None:
+    from cifarx.console import print_table
+
+    def name(run: str) -> str:
+        if common is not None and Path(run).parent == common:
+            return Path(run).name.split("_", 1)[0]  # the job number
+        try:
+            return str(Path(run).relative_to(Path.cwd()))
+        except ValueError:
+            return run
+
+    print_table(title, ["run", "status", "overrides", "train acc", "val acc", "test acc", "seconds"],
+                [[name(r["run"]), r["status"], diff or "-",
+                  *("-" if r[k] is None else float(r[k]) for k in ("train_accuracy", "val_accuracy", "test_accuracy")),
+                  "-" if r["seconds"] is None else f"{float(r['seconds']):.1f}"]
+                 for r, diff in zip(rows, varying(rows))])
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="cifarx compare",
+                                     description="Tabulate the metrics of run or sweep directories.")
+    parser.add_argument("paths", nargs="+", help="run directories, sweep directories or any folder above them")
+    parser.add_argument("--sort", default="val_accuracy", choices=COLUMNS,
+                        help="column to sort by (accuracies descending; default: val_accuracy)")
+    parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV ('-' for stdout)")
+    args = parser.parse_args(argv)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"cifarx compare: error: '{missing[0]}' does not exist", file=sys.stderr)
+        return 2
+    rows = table(args.paths, args.sort)
+    if not rows:
+        print(f"cifarx compare: error: no cifarx runs (status.json) under {', '.join(args.paths)}", file=sys.stderr)
+        return 2
+    if args.csv == "-":
+        sys.stdout.write(to_csv(rows))
+        return 0
+    if args.csv:
+        Path(args.csv).write_text(to_csv(rows))
+    print_rows(rows, f"{len(rows)} runs, sorted by {args.sort}")
+    return 0

@@ -1,0 +1,71 @@
+"""Multirun sweeps: one directory per job, a summary that matches the jobs, failures recorded."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli, write_batches_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    root = write_batches_dir(tmp / "data")
+    result = run_cli(["train", "-m", f"data.root={root}", f"data.cache_dir={tmp / 'c'}", "trainer.epochs=1",
+                      "trainer.batch_size=32", "model.filters=[4,8,8]", "optimizer=adam,sgd",
+                      "model.dropout=[0.1,0.1],[1.5,0.1]"], cwd=tmp)
+    (sweep_dir,) = (tmp / "outputs" / "train" / "multirun").iterdir()
+    return tmp, sweep_dir, result
+
+
+def test_every_job_has_its_own_readable_directory(sweep):
+    _, sweep_dir, _ = sweep
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(jobs) == 4
+    assert all("optimizer=" in j and "data.root" not in j for j in jobs)
+
+
+def test_summary_matches_each_jobs_metrics(sweep):
+    _, sweep_dir, result = sweep
+    with open(sweep_dir / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    completed = [r for r in rows if r["status"] == "completed"]
+    assert len(completed) == 2
+    for row in completed:
+        metrics = json.loads((sweep_dir / row["run"] / "metrics.json").read_text())
+        assert float(row["test_accuracy"]) == pytest.approx(metrics["test_accuracy"])
+        assert float(row["val_accuracy"]) == pytest.approx(metrics["val_accuracy"])
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["best_run"] in {r["run"] for r in completed}
+    assert "sweep" in result.stdout and "best:" in result.stdout
+
+
+def test_failing_jobs_are_recorded_and_the_sweep_exits_non_zero(sweep):
+    _, sweep_dir, result = sweep
+    assert result.returncode != 0
+    assert "2 of 4 sweep jobs failed" in result.stderr
+    failed = [p for p in sweep_dir.iterdir() if p.is_dir() and "1.5" in p.name]
+    assert len(failed) == 2
+    for job in failed:
+        status = json.loads((job / "status.json").read_text())
+        assert status["status"] == "failed" and "model.dropout=[1.5, 0.1] must be in [0, 1)" in status["error"]
+
+
+def test_compare_prints_the_same_numbers(sweep):
+    tmp, sweep_dir, _ = sweep
+    result = run_cli(["compare", str(sweep_dir), "--csv", "-"], cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (sweep_dir / "summary.csv").read_text()
+    table = run_cli(["compare", str(sweep_dir), "--sort", "test_accuracy"], cwd=tmp)
+    assert table.returncode == 0 and "4 runs, sorted by test_accuracy" in table.stdout
+
+
+def test_compare_on_nothing_is_an_error(tmp_path):
+    result = run_cli(["compare", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode == 2 and "no cifarx runs" in result.stderr
