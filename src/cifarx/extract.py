@@ -38,14 +38,14 @@ def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label:
     from cifarx.console import is_interactive
 
     n = len(x)
-    first = np.asarray(extractor(x[:1], training=False))
+    first = np.asarray(extractor.predict_on_batch(x[:1]))
     shape = (n, int(np.prod(first.shape[1:])))
     step_log = max(1, (n // batch_size) // 4)
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         start = time.perf_counter()
         for b, i in enumerate(range(0, n, batch_size)):
-            feats = np.asarray(extractor(x[i:i + batch_size], training=False), dtype=np.float32)
+            feats = np.asarray(extractor.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
             out[i:i + len(feats)] = feats.reshape(len(feats), -1)
             if not is_interactive() and (b + 1) % step_log == 0:
                 log.info("  %s: %d/%d images", label, min(i + batch_size, n), n)

@@ -155,6 +155,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "batch_size": batch, "precision": str(cfg.trainer.precision),
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
         "epoch_seconds": round(mean_epoch, 3),
+        "epoch_times": [round(t, 3) for t in epoch_seconds],
         "images_per_second": round(len(data.y_train) / mean_epoch, 1) if mean_epoch else None,
         "train_seconds": round(train_seconds, 3), "stages": stages,
         "data_sha256": data.source["sha256"],
