@@ -199,8 +199,9 @@ def read_status(run: Path) -> str | None:
     return read_json(path).get("status")
 
 
-def require_run(path: str | os.PathLike, kind: str, needs: tuple[str, ...] = ()) -> Path:
-    """Check that ``path`` is a completed run of command ``kind`` holding ``needs``."""
+def require_run(path: str | os.PathLike, kind: str, needs: tuple[str, ...] = (),
+                statuses: tuple[str, ...] = ("completed",)) -> Path:
+    """Check that ``path`` is a run of command ``kind``, in one of ``statuses``, holding ``needs``."""
     run = Path(path).expanduser().resolve()
     if not run.is_dir():
         raise RunError(f"run directory '{path}' does not exist")
@@ -211,8 +212,8 @@ def require_run(path: str | os.PathLike, kind: str, needs: tuple[str, ...] = ())
     record = read_json(status)
     if record.get("command") != kind:
         raise RunError(f"'{path}' is a '{record.get('command')}' run; a '{kind}' run is needed")
-    if record.get("status") != "completed":
-        raise RunError(f"run '{path}' is {record.get('status')}, not completed"
+    if record.get("status") not in statuses:
+        raise RunError(f"run '{path}' is {record.get('status')}, not {' or '.join(statuses)}"
                        + (f" ({record['error']})" if record.get("error") else ""))
     for name in needs:
         if not (run / name).exists():

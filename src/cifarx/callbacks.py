@@ -41,6 +41,26 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.run.save_model(self.best_name, self.model)
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Reset every random layer's seed state (dropout, augmentation) from (seed, epoch).
+
+    Keras layers draw from SeedGenerator states that advance with each step; fixing them at the
+    start of each epoch makes an epoch's randomness independent of what ran before it, so a
+    resumed run repeats the epochs of an uninterrupted one.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        generators = [sg for layer in self.model._flatten_layers(include_self=False)
+                      for sg in getattr(layer, "_seed_generators", [])]
+        for i, sg in enumerate(generators):
+            state = [(self.seed * 7919 + i * 104729) % 2**31, (epoch * 1_000_003) % 2**31]
+            sg.state.assign(keras.ops.convert_to_tensor(state, dtype=sg.state.dtype))
+
+
 class EpochInfo(keras.callbacks.Callback):
     """Adds the learning rate and training stage to each epoch's logs, so CSVLogger records them."""
 

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from cifarx import __version__
@@ -86,6 +87,18 @@ def _split_overrides(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _resume_problem(overrides: list[str], multirun: bool) -> str | None:
+    from cifarx.config import RESUME_OVERRIDES
+
+    if multirun:
+        return "resume= continues one run; it cannot be combined with -m"
+    changed = [o for o in overrides if not o.startswith(("resume=", "hydra.", *(k + "=" for k in RESUME_OVERRIDES)))]
+    if changed:
+        return (f"resume= continues a run with its own config; refusing overrides that would change the "
+                f"experiment: {' '.join(changed)} (allowed: {', '.join(RESUME_OVERRIDES)})")
+    return None
+
+
 def preflight(command: str, overrides: list[str]) -> str | None:
     """Compose and validate the config before Hydra creates a run directory.
 
@@ -146,6 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     register_resolvers()
     inspecting = any(a in _INSPECT_FLAGS for a in rest)
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
+    resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
+    if name == "train" and resume and not inspecting:
+        problem = _resume_problem(_split_overrides(rest), multirun)
+        if problem:
+            return fail(name, problem)
+        # Continue in the run's own directory; Hydra's copy of this invocation goes beside its own.
+        rest = [*rest, f"hydra.run.dir={Path(resume[0]).expanduser().resolve()}", "hydra.output_subdir=.hydra/resume"]
     if not inspecting and not multirun:
         message = preflight(name, _split_overrides(rest))
         if message:

@@ -149,6 +149,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 42
     experiment_name: Optional[str] = None
+    resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
 
 
 @dataclass
@@ -225,6 +226,9 @@ def register_configs() -> None:
 
 
 MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19")
+RESUMABLE = ("interrupted", "failed", "completed", "running")
+# What `resume=` may change: the length of the run (to finish or extend it), and Hydra's own keys.
+RESUME_OVERRIDES = ("trainer.epochs",)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -287,6 +291,10 @@ def validate_classic(cfg: DictConfig) -> None:
 
 def validate_train(cfg: DictConfig) -> None:
     """Range and consistency checks that a schema cannot express; raises ConfigError."""
+    if cfg.get("resume") is not None:
+        from cifarx.artifacts import require_run
+
+        require_run(cfg.resume, "train", needs=("last.keras", "history.csv"), statuses=RESUMABLE)
     t = cfg.trainer
     _require(t.epochs > 0, f"trainer.epochs={t.epochs} must be a positive integer")
     _require(t.batch_size > 0, f"trainer.batch_size={t.batch_size} must be a positive integer")

@@ -89,6 +89,34 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (a cluster's pre-emption, `kill`) like Ctrl-C: stop, record, say how to resume."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The interrupted run's own config, with only ``trainer.epochs`` taken from the command line."""
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(str(cfg.resume)).expanduser().resolve()
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    for item in overrides:
+        if item.startswith("trainer.epochs="):
+            saved.trainer.epochs = int(item.split("=", 1)[1])
+    saved.resume = str(run_dir)
+    return saved
+
+
 def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig) -> Any:
     """Run ``fn(cfg, run)`` inside a run directory that records its own status.
 
@@ -100,8 +128,11 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
 
     run = RunDir.from_hydra(command)
     multirun = _is_multirun()
+    _stop_on_sigterm()
     try:
         validate_command_config(command, cfg)
+        if command == "train" and cfg.get("resume") is not None:
+            cfg = resume_config(cfg)
         run.begin(cfg)
         if command in KERAS_COMMANDS:
             import_keras_quietly()
@@ -118,8 +149,9 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
         print(f"cifarx {command}: error: {message}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        run.set_status("interrupted", error="interrupted by the user")
-        print(f"cifarx {command}: interrupted; partial results in {run.path}", file=sys.stderr)
+        run.set_status("interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        hint = f"; continue with: cifarx train resume={run.path}" if command == "train" and run.file("last.keras").exists() else ""
+        print(f"cifarx {command}: interrupted; partial results in {run.path}{hint}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         run.set_status("failed", error=one_line(f"{type(exc).__name__}: {exc}"),

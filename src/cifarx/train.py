@@ -11,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cifarx.artifacts import RunDir
-from cifarx.errors import TrainingDiverged
+from cifarx.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger("cifarx")
 
@@ -32,15 +32,16 @@ def configure_backend(trainer_cfg, seed: int) -> None:
     keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
 
 
-def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str):
+def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str,
+               append: bool):
     import keras
 
-    from cifarx.callbacks import EpochInfo, Progress
+    from cifarx.callbacks import EpochInfo, EpochSeeds, Progress
     from cifarx.optim import schedule_callbacks
 
     progress = Progress(epochs, steps, stage="[finetune] " if stage == 2 else "")
-    cbs = [EpochInfo(stage), keras.callbacks.TerminateOnNaN(), checkpoint,
-           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=stage > 1), progress]
+    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), keras.callbacks.TerminateOnNaN(), checkpoint,
+           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append), progress]
     cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
     if cfg.trainer.early_stopping:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
@@ -51,13 +52,16 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
 
 
 def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str):
+    from cifarx.data.feed import EpochBatches
+
     batch = int(cfg.trainer.batch_size)
-    steps = math.ceil(len(data.y_train) / batch)
-    callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor)
+    feed = EpochBatches(data.x_train, data.y_train, batch, int(cfg.seed), first_epoch=initial_epoch)
+    callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, len(feed), monitor,
+                                     append=initial_epoch > 0)
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
-    history = model.fit(data.x_train, data.y_train, batch_size=batch, epochs=epochs,
-                        initial_epoch=initial_epoch, validation_data=validation,
-                        callbacks=callbacks, shuffle=True, verbose=0)
+    history = model.fit(feed, epochs=epochs, initial_epoch=initial_epoch, validation_data=validation,
+                        validation_batch_size=max(256, batch), callbacks=callbacks, verbose=0,
+                        shuffle=False)  # the feed shuffles, by (seed, epoch); Keras would reorder batches
     losses = history.history.get("loss", [])
     if not losses or not np.all(np.isfinite(losses)):
         raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'} at epoch "
@@ -69,6 +73,18 @@ def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epoc
 def _merge(total: dict[str, list], part: dict[str, list]) -> None:
     for key, values in part.items():
         total.setdefault(key, []).extend(float(v) for v in values)
+
+
+def read_history(path) -> dict[str, list[float]]:
+    """history.csv as columns (empty when there is none)."""
+    import csv
+    from pathlib import Path
+
+    if not Path(path).exists():
+        return {}
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
 
 
 def _count(weights) -> int:
@@ -96,7 +112,11 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
              data.source["root"], data.source["format"], len(data.y_train), len(data.y_val),
              len(data.y_test), data.num_classes, data.source["load_seconds"])
 
-    model = build_model(cfg.model, cfg.data, data, seed)
+    resuming = cfg.get("resume") is not None
+    if resuming:
+        model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
+    else:
+        model = build_model(cfg.model, cfg.data, data, seed)
     rule = preprocessing_rule(cfg.model, cfg.data)
     if rule == "imagenet" and str(cfg.data.normalize) != "none":
         log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
@@ -111,13 +131,24 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
     steps = math.ceil(len(data.y_train) / batch)
     monitor = "val_accuracy" if len(data.y_val) else "accuracy"
-    checkpoint = AtomicCheckpoint(run, monitor=monitor)
-    model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=cfg.trainer.jit_compile)
+    history = read_history(run.file("history.csv")) if resuming else {}
+    done = len(history.get("loss", []))
+    if resuming:
+        if done >= epochs:
+            raise ConfigError(f"run {run.path} already has {done} epochs; pass trainer.epochs > {done} to extend it")
+        log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
+    past = history.get(monitor, [])
+    checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
+    if past:
+        checkpoint.best_epoch = int(np.argmax(past)) + 1
+    if not resuming:
+        model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=cfg.trainer.jit_compile)
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
-    history, epoch_seconds = {}, []
-    part, secs = _fit(model, data, cfg, run, checkpoint, 1, 0, epochs, monitor)
+    epoch_seconds: list[float] = []
+    run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
+    part, secs = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
     _merge(history, part)
     epoch_seconds += secs
 
@@ -154,6 +185,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
         "batch_size": batch, "precision": str(cfg.trainer.precision),
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
+        "resumed": resuming,
         "epoch_seconds": round(mean_epoch, 3),
         "epoch_times": [round(t, 3) for t in epoch_seconds],
         "images_per_second": round(len(data.y_train) / mean_epoch, 1) if mean_epoch else None,

@@ -1,0 +1,123 @@
+"""Resume, determinism, interruption, divergence and concurrent caches."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_batches_dir
+
+pytestmark = pytest.mark.slow
+
+KEYS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rel")
+    return write_batches_dir(tmp / "data"), tmp / "cache"
+
+
+def train(tmp_path, data, name, *extra):
+    root, cache = data
+    out = tmp_path / name
+    result = run_cli(["train", f"data.root={root}", f"data.cache_dir={cache}", "model.filters=[4,8,8]",
+                      "trainer.batch_size=32", "data=augment", f"hydra.run.dir={out}", *extra], cwd=tmp_path)
+    return out, result
+
+
+def metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, data):
+    a, ra = train(tmp_path, data, "a", "trainer.epochs=2")
+    b, rb = train(tmp_path, data, "b", "trainer.epochs=2")
+    c, rc = train(tmp_path, data, "c", "trainer.epochs=2", "seed=7")
+    assert ra.returncode == rb.returncode == rc.returncode == 0, ra.stderr[-2000:]
+    assert [metrics(a)[k] for k in KEYS] == [metrics(b)[k] for k in KEYS]
+    assert [metrics(a)[k] for k in KEYS] != [metrics(c)[k] for k in KEYS]
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, data):
+    straight, r1 = train(tmp_path, data, "straight", "trainer.epochs=4")
+    part, r2 = train(tmp_path, data, "part", "trainer.epochs=2")
+    assert r1.returncode == r2.returncode == 0, r1.stderr[-2000:]
+    resumed = run_cli(["train", f"resume={part}", "trainer.epochs=4"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr
+    assert [metrics(part)[k] for k in KEYS] == [metrics(straight)[k] for k in KEYS]
+    with open(part / "history.csv") as f, open(straight / "history.csv") as g:
+        assert list(csv.reader(f)) == list(csv.reader(g))  # every epoch, identical
+    assert metrics(part)["epochs"] == 4 and metrics(part)["resumed"] is True
+
+
+def test_resume_refuses_overrides_that_change_the_experiment(tmp_path, data):
+    part, r = train(tmp_path, data, "p", "trainer.epochs=1")
+    assert r.returncode == 0
+    result = run_cli(["train", f"resume={part}", "optimizer=sgd"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "refusing overrides that would change the experiment: optimizer=sgd" in result.stderr
+    result = run_cli(["train", f"resume={part}", "trainer.epochs=1"], cwd=tmp_path)
+    assert result.returncode == 2 and "already has 1 epochs" in result.stderr
+
+
+def test_sigterm_saves_state_and_says_how_to_resume(tmp_path, data):
+    root, cache = data
+    out = tmp_path / "killed"
+    env = {**os.environ, "CI": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "cifarx.cli", "train", f"data.root={root}",
+                             f"data.cache_dir={cache}", "model.filters=[4,8,8]", "trainer.batch_size=8",
+                             "trainer.epochs=500", f"hydra.run.dir={out}"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("epoch 2/500"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130
+    assert f"continue with: cifarx train resume={out}" in rest
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert (out / "last.keras").exists() and not (out / "metrics.json").exists()
+    resumed = run_cli(["train", f"resume={out}", "trainer.epochs=4"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"
+
+
+def test_nan_loss_fails_the_run_with_a_clear_message(tmp_path, data):
+    out, result = train(tmp_path, data, "nan", "trainer.epochs=3", "model.l2=1e38")  # the L2 term overflows
+    assert result.returncode == 2
+    assert "training loss became inf" in result.stderr or "training loss became nan" in result.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and "lower optimizer.learning_rate" in status["error"]
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+
+
+def _build_cache(args):
+    root, cache = args
+    from cifarx.data import load_raw
+
+    raw, info = load_raw(root, cache)
+    return info["sha256"], int(raw.x_train.sum())
+
+
+def test_two_jobs_building_the_same_cache_at_once(tmp_path):
+    root = str(write_batches_dir(tmp_path / "d", train_per_class=40))
+    cache = str(tmp_path / "cache")
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_build_cache, [(root, cache)] * 4)
+    assert len(set(results)) == 1
+    entries = [p for p in (tmp_path / "cache").iterdir()]
+    assert len(entries) == 1 and not entries[0].name.startswith(".")  # no temporary leftovers
