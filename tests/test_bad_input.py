@@ -60,3 +60,94 @@ def test_evaluate_without_run(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "run" in result.stderr
+
+
+# -- the rest of the catalogue: every command, config, files and data ----------------------------
+
+COMMAND_CASES = {
+    "unknown experiment": (["train", "experiment=nope"], "unknown experiment 'nope'; choose one of: seed_cnn_augment"),
+    "added key past the schema": (["train", "+model.depth=5"], "unknown config key 'model.depth'"),
+    "bad precision": (["train", "trainer.precision=float8"], "trainer.precision='float8' is not one of: float32"),
+    "negative batch size": (["train", "trainer.batch_size=-4"], "trainer.batch_size=-4 must be a positive integer"),
+    "vgg input too small": (["train", "model=vgg16", "model.input_size=16"], "model.input_size=16 must be >= 32"),
+    "resume a missing run": (["train", "resume=/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+    "resume with another model": (["train", "resume=/nonexistent/run", "model=vgg16"], "refusing overrides"),
+    "run dir under a file": (["train", "hydra.run.dir=/etc/hostname/run"], "is a file, not a directory"),
+    "unknown classifier": (["classic", "clf=xgb", "features=pixels"], "unknown clf 'xgb'; choose one of: knn, logreg, rf, svm, svm_rbf"),
+    "bad pca": (["classic", "features=pixels", "pca=0"], "pca=0 must be a positive number of components"),
+    "features not a directory": (["classic", "features=/nonexistent"], "features='/nonexistent' is not a directory"),
+    "extract with nothing": (["extract"], "give exactly one of run=<train run dir> or model_path=<file.keras>"),
+    "extract missing model file": (["extract", "model_path=/nonexistent.keras"], "model_path='/nonexistent.keras' is not a file"),
+    "data with a bad fraction": (["data", "data.val_fraction=-0.1"], "data.val_fraction=-0.1 must be in [0, 1)"),
+    "compare a missing path": (["compare", "/nonexistent"], "'/nonexistent' does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMAND_CASES))
+def test_bad_command_input(case, tmp_path):
+    args, expected = COMMAND_CASES[case]
+    result = run_cli(args, cwd=tmp_path)
+    assert_clean_failure(result, expected, tmp_path)
+
+
+def _image_root(tmp_path, damage):
+    from conftest import write_image_dir
+
+    root = write_image_dir(tmp_path / "img", train_per_class=2, test_per_class=1)
+    damage(root)
+    return root
+
+
+def _non_image(root):
+    (root / "train" / "cat" / "notes.txt").write_text("hello")
+
+
+def _wrong_size(root):
+    from PIL import Image
+
+    Image.new("RGB", (48, 48)).save(root / "test" / "dog" / "big.png")
+
+
+def _mismatched(root):
+    (root / "test" / "frog").rename(root / "test" / "toad")
+
+
+def _corrupt_image(root):
+    (root / "train" / "ship" / "0000.png").write_bytes(b"\x89PNG broken")
+
+
+DATA_CASES = {
+    "non-image file": (_non_image, "notes.txt' in"),
+    "image of the wrong size": (_wrong_size, "big.png' is 48x48, expected 32x32"),
+    "mismatched class folders": (_mismatched, "train and test class folders differ"),
+    "corrupt image": (_corrupt_image, "0000.png' is not a readable image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_bad_image_folder(case, tmp_path):
+    damage, expected = DATA_CASES[case]
+    root = _image_root(tmp_path, damage)
+    result = run_cli(["data", f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}"], cwd=tmp_path)
+    assert_clean_failure(result, expected, tmp_path)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing cached
+
+
+def test_labels_out_of_range_via_the_cli(tmp_path):
+    import pickle
+
+    root = write_batches_dir(tmp_path / "d")
+    entry = pickle.loads((root / "data_batch_2").read_bytes(), encoding="bytes")
+    entry[b"labels"][3] = 11
+    (root / "data_batch_2").write_bytes(pickle.dumps(entry))
+    result = run_cli(["data", f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}"], cwd=tmp_path)
+    assert_clean_failure(result, "labels range 0..11 but there are 10 classes", tmp_path)
+
+
+def test_truncated_tarball(tmp_path):
+    from conftest import write_tarball
+
+    archive = write_tarball(tmp_path)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    result = run_cli(["data", f"data.root={archive}", f"data.cache_dir={tmp_path / 'c'}"], cwd=tmp_path)
+    assert_clean_failure(result, "cannot read archive", tmp_path)

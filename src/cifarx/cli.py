@@ -99,6 +99,20 @@ def _resume_problem(overrides: list[str], multirun: bool) -> str | None:
     return None
 
 
+def output_problem(overrides: list[str]) -> str | None:
+    """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
+    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), "outputs")
+    path = Path(target).expanduser().absolute()
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create the run directory '{target}': '{parent}' is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create the run directory '{target}': '{parent}' is not writable (set hydra.run.dir=...)"
+    return None
+
+
 def preflight(command: str, overrides: list[str]) -> str | None:
     """Compose and validate the config before Hydra creates a run directory.
 
@@ -112,6 +126,9 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     from cifarx.errors import CifarxError, describe_compose_error
     from cifarx.runtime import validate_command_config
 
+    problem = output_problem(overrides)
+    if problem:
+        return problem
     plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):

@@ -242,6 +242,6 @@ def keras_download() -> Path:
     except Exception as exc:
         raise DataError(
             f"cannot download CIFAR-10 from {CIFAR10_URL} into {archive.parent} "
-            f"({one_line(str(exc))[:120] or type(exc).__name__}); offline, pass data.root=PATH to a cifar-10-batches-py "
+            f"({one_line(str(exc))[:200] or type(exc).__name__}); offline, pass data.root=PATH to a cifar-10-batches-py "
             "directory, cifar-10-python.tar.gz, or an image folder / .zip"
         ) from exc
