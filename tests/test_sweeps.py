@@ -69,3 +69,17 @@ def test_compare_prints_the_same_numbers(sweep):
 def test_compare_on_nothing_is_an_error(tmp_path):
     result = run_cli(["compare", str(tmp_path)], cwd=tmp_path)
     assert result.returncode == 2 and "no cifarx runs" in result.stderr
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+                    reason="hydra-joblib-launcher is not installed")
+def test_parallel_sweep_with_the_joblib_launcher(tmp_path):
+    root = write_batches_dir(tmp_path / "data")
+    result = run_cli(["train", "-m", "hydra/launcher=parallel", f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}",
+                      "trainer.epochs=1", "model.filters=[4,8,8]", "optimizer=adam,sgd"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
+    with open(sweep_dir / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["status"] for r in rows) == ["completed", "completed"]
+    assert {r["overrides"].split()[-1] for r in rows} == {"optimizer=adam", "optimizer=sgd"}

@@ -37,7 +37,7 @@ def _overrides(run: Path) -> str:
     if not path.exists():
         return ""
     items = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
-    return " ".join(i for i in items if not i.startswith(("hydra.", "data.root=", "data.cache_dir=")))
+    return " ".join(i for i in items if not i.startswith(("hydra.", "hydra/", "data.root=", "data.cache_dir=")))
 
 
 def row_for(run: Path) -> dict[str, Any]:

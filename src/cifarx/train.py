@@ -16,16 +16,35 @@ from cifarx.errors import ConfigError, TrainingDiverged
 log = logging.getLogger("cifarx")
 
 
+def parallel_jobs() -> int:
+    """How many jobs a launcher runs at once on this machine (1 outside parallel sweeps)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    launcher = HydraConfig.get().launcher
+    return int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
+
+
 def configure_backend(trainer_cfg, seed: int) -> None:
     """Seeds, threads, precision and determinism, before any model is built."""
+    import os
+
     import keras
 
+    keras.backend.clear_session()  # a reused sweep worker must not carry the last job's graph
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        if trainer_cfg.threads:
-            tf.config.threading.set_intra_op_parallelism_threads(int(trainer_cfg.threads))
-            tf.config.threading.set_inter_op_parallelism_threads(int(trainer_cfg.threads))
+        threads = trainer_cfg.threads
+        if threads is None and parallel_jobs() > 1:
+            threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
+        if threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+                tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+            except RuntimeError:  # already initialised in this (reused) worker: keep its pools
+                log.info("TensorFlow thread pools already set in this process; keeping them")
         if trainer_cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(int(seed))
