@@ -41,10 +41,15 @@ def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label:
     first = np.asarray(extractor.predict_on_batch(x[:1]))
     shape = (n, int(np.prod(first.shape[1:])))
     step_log = max(1, (n // batch_size) // 4)
+    starts = range(0, n, batch_size)
+    if is_interactive():
+        from rich.progress import track
+
+        starts = track(starts, description=f"extracting {label}", transient=True)
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         start = time.perf_counter()
-        for b, i in enumerate(range(0, n, batch_size)):
+        for b, i in enumerate(starts):
             feats = np.asarray(extractor.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
             out[i:i + len(feats)] = feats.reshape(len(feats), -1)
             if not is_interactive() and (b + 1) % step_log == 0:

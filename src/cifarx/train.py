@@ -26,6 +26,29 @@ def parallel_jobs() -> int:
     return int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
 
 
+def compute_devices() -> list[str]:
+    """The devices the backend will compute on (CPU, GPUs), for provenance."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()]
+        if backend == "jax":
+            import jax
+
+            return [str(d) for d in jax.devices()]
+        if backend == "torch":
+            import torch
+
+            return ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception as exc:  # provenance must never break a run
+        return [f"unknown ({type(exc).__name__})"]
+    return []
+
+
 def configure_backend(trainer_cfg, seed: int) -> None:
     """Seeds, threads, precision and determinism, before any model is built."""
     import os
@@ -126,7 +149,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     seed = int(cfg.seed)
     configure_backend(cfg.trainer, seed)
     data = load_dataset(cfg.data, seed)
-    run.write_provenance(data=data.source, backend=keras.backend.backend())
+    run.write_provenance(data=data.source, backend=keras.backend.backend(), devices=compute_devices())
     log.info("data: %s (%s) train %d, val %d, test %d, %d classes, loaded in %.1fs",
              data.source["root"], data.source["format"], len(data.y_train), len(data.y_val),
              len(data.y_test), data.num_classes, data.source["load_seconds"])

@@ -16,7 +16,7 @@ import numpy as np
 class EpochBatches(keras.utils.PyDataset):
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
                  workers: int = 1):
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=16)
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
         self.x, self.y = x, y
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.epoch = int(first_epoch)
