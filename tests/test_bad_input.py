@@ -65,7 +65,7 @@ def test_evaluate_without_run(tmp_path):
 # -- the rest of the catalogue: every command, config, files and data ----------------------------
 
 COMMAND_CASES = {
-    "unknown experiment": (["train", "experiment=nope"], "unknown experiment 'nope'; choose one of: seed_cnn_augment"),
+    "unknown experiment": (["train", "experiment=nope"], "unknown experiment 'nope'; choose one of: classic_knn"),
     "added key past the schema": (["train", "+model.depth=5"], "unknown config key 'model.depth'"),
     "bad precision": (["train", "trainer.precision=float8"], "trainer.precision='float8' is not one of: float32"),
     "negative batch size": (["train", "trainer.batch_size=-4"], "trainer.batch_size=-4 must be a positive integer"),
