@@ -83,3 +83,19 @@ def test_parallel_sweep_with_the_joblib_launcher(tmp_path):
         rows = list(csv.DictReader(f))
     assert sorted(r["status"] for r in rows) == ["completed", "completed"]
     assert {r["overrides"].split()[-1] for r in rows} == {"optimizer=adam", "optimizer=sgd"}
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="hydra-submitit-launcher is not installed")
+def test_cluster_sweep_through_submitit_local_executor(tmp_path):
+    """The SLURM path minus SLURM: submitit's local executor runs each job in its own process."""
+    root = write_batches_dir(tmp_path / "data")
+    result = run_cli(["train", "-m", "hydra/launcher=submitit_local", f"data.root={root}",
+                      f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1", "model.filters=[4,8,8]",
+                      "optimizer=adam,sgd"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["jobs"] == 2 and summary["failed"] == 0
+    slurm = run_cli(["train", "hydra/launcher=slurm", "--cfg", "hydra"], cwd=tmp_path)
+    assert slurm.returncode == 0 and "SlurmLauncher" in slurm.stdout and "gpus_per_node: 1" in slurm.stdout
