@@ -74,6 +74,7 @@ class DataConfig:
 class SimpleCNNConfig:
     name: str = "simple_cnn"
     filters: List[int] = field(default_factory=lambda: [16, 32, 64])  # per conv block
+    width: float = 1.0  # multiplies every entry of filters (a single knob for searches)
     dropout: List[float] = field(default_factory=lambda: [0.25, 0.25])  # after block 2, in block 3
     l2: float = 0.0  # kernel weight decay; the report tried 0.01 and 0.001
     initializer: str = "he_normal"
@@ -336,3 +337,4 @@ def validate_train(cfg: DictConfig) -> None:
         _require(all(0 <= d < 1 for d in cfg.model.dropout),
                  f"model.dropout={list(cfg.model.dropout)} must be in [0, 1)")
         _require(cfg.model.l2 >= 0, f"model.l2={cfg.model.l2} must be >= 0")
+        _require(cfg.model.width > 0, f"model.width={cfg.model.width} must be > 0")

@@ -12,7 +12,7 @@ def build_simple_cnn(x, cfg, num_classes: int):
     ``x`` is the preprocessed input tensor; returns the output tensor. Layer names follow the
     report's table (conv2d_1..6, dense_1) so any layer can be addressed by name.
     """
-    f1, f2, f3 = cfg.filters
+    f1, f2, f3 = (max(1, int(round(f * cfg.width))) for f in cfg.filters)
     reg = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     conv = dict(kernel_size=3, activation=cfg.activation, kernel_initializer=cfg.initializer,
                 kernel_regularizer=reg)
