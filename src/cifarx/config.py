@@ -46,6 +46,11 @@ class ScheduleName(StrEnum):
     cosine = "cosine"
 
 
+class Distribute(StrEnum):
+    none = "none"
+    mirrored = "mirrored"  # tf.distribute.MirroredStrategy over every local GPU (TensorFlow backend)
+
+
 class Checkpoint(StrEnum):
     best = "best"
     last = "last"
@@ -139,6 +144,8 @@ class TrainerConfig:
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     deterministic: bool = False  # TensorFlow op determinism (slower)
     threads: Optional[int] = None  # TensorFlow intra/inter-op threads; null: all cores
+    distribute: Distribute = Distribute.none
+    cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
 
 
 @dataclass
@@ -306,6 +313,7 @@ def validate_train(cfg: DictConfig) -> None:
     _require(t.jit_compile in ("auto", True, False),
              f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
     _require(t.threads is None or t.threads > 0, f"trainer.threads={t.threads} must be positive")
+    _require(t.cpu_devices is None or t.cpu_devices > 0, f"trainer.cpu_devices={t.cpu_devices} must be positive")
     validate_data(cfg.data)
     _require(cfg.model.name in MODEL_NAMES,
              f"model.name={cfg.model.name!r} is not one of: {', '.join(MODEL_NAMES)}")

@@ -49,12 +49,43 @@ def compute_devices() -> list[str]:
     return []
 
 
+def distribution_scope(trainer_cfg):
+    """A factory of the scope models are built and compiled in (MirroredStrategy for
+    distribute=mirrored, else a no-op), and the number of replicas."""
+    import contextlib
+
+    import keras
+
+    if str(trainer_cfg.distribute) != "mirrored":
+        return contextlib.nullcontext, 1
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"trainer.distribute=mirrored needs the TensorFlow backend, not "
+                          f"{keras.backend.backend()} (use JAX's own sharding there)")
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    log.info("distribute: MirroredStrategy over %d devices (%s); batch_size %d is split across them",
+             strategy.num_replicas_in_sync, ", ".join(devices), trainer_cfg.batch_size)
+    return strategy.scope, strategy.num_replicas_in_sync
+
+
 def configure_backend(trainer_cfg, seed: int) -> None:
     """Seeds, threads, precision and determinism, before any model is built."""
     import os
 
     import keras
 
+    if keras.backend.backend() == "tensorflow" and trainer_cfg.cpu_devices:
+        import tensorflow as tf
+
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(trainer_cfg.cpu_devices))
+        except RuntimeError:  # TensorFlow already initialised in this process (a reused worker)
+            log.info("TensorFlow devices already initialised; trainer.cpu_devices ignored")
     keras.backend.clear_session()  # a reused sweep worker must not carry the last job's graph
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -155,38 +186,40 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
              len(data.y_test), data.num_classes, data.source["load_seconds"])
 
     resuming = cfg.get("resume") is not None
-    if resuming:
-        model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
-    else:
-        model = build_model(cfg.model, cfg.data, data, seed)
-    rule = preprocessing_rule(cfg.model, cfg.data)
-    if rule == "imagenet" and str(cfg.data.normalize) != "none":
-        log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
-                 "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-    run.write_text("model_summary.txt", "\n".join(lines) + "\n")
-    params, trainable = int(model.count_params()), _count(model.trainable_weights)
-    log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
-             f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
+    scope, replicas = distribution_scope(cfg.trainer)
+    with scope():  # models, optimizers and their variables are created under the strategy
+        if resuming:
+            model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
+        else:
+            model = build_model(cfg.model, cfg.data, data, seed)
+        rule = preprocessing_rule(cfg.model, cfg.data)
+        if rule == "imagenet" and str(cfg.data.normalize) != "none":
+            log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
+                     "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
+        run.write_text("model_summary.txt", "\n".join(lines) + "\n")
+        params, trainable = int(model.count_params()), _count(model.trainable_weights)
+        log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
+                 f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
 
-    batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
-    steps = math.ceil(len(data.y_train) / batch)
-    monitor = "val_accuracy" if len(data.y_val) else "accuracy"
-    history = read_history(run.file("history.csv")) if resuming else {}
-    done = len(history.get("loss", []))
-    if resuming:
-        if done >= epochs:
-            raise ConfigError(f"run {run.path} already has {done} epochs; pass trainer.epochs > {done} to extend it")
-        log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
-    past = history.get(monitor, [])
-    checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
-    if past:
-        checkpoint.best_epoch = int(np.argmax(past)) + 1
-    if not resuming:
-        model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=cfg.trainer.jit_compile)
+        batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
+        steps = math.ceil(len(data.y_train) / batch)
+        monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+        history = read_history(run.file("history.csv")) if resuming else {}
+        done = len(history.get("loss", []))
+        if resuming:
+            if done >= epochs:
+                raise ConfigError(f"run {run.path} already has {done} epochs; pass trainer.epochs > {done} to extend it")
+            log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
+        past = history.get(monitor, [])
+        checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
+        if past:
+            checkpoint.best_epoch = int(np.argmax(past)) + 1
+        if not resuming:
+            model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=cfg.trainer.jit_compile)
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
@@ -198,10 +231,11 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     if finetune is not None and finetune.blocks > 0:
         opened = unfreeze_top_blocks(model, int(finetune.blocks))
         ft_epochs = int(finetune.epochs)
-        model.compile(optimizer=build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps, ft_epochs,
-                                                base_lr=float(finetune.learning_rate)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=cfg.trainer.jit_compile)
+        with scope():
+            model.compile(optimizer=build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
+                                                    ft_epochs, base_lr=float(finetune.learning_rate)),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                          jit_compile=cfg.trainer.jit_compile)
         trainable2 = _count(model.trainable_weights)
         log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
                  len(opened), f"{trainable2:,}", finetune.learning_rate)
@@ -227,7 +261,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
         "batch_size": batch, "precision": str(cfg.trainer.precision),
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
-        "resumed": resuming,
+        "resumed": resuming, "replicas": replicas,
         "epoch_seconds": round(mean_epoch, 3),
         "epoch_times": [round(t, 3) for t in epoch_seconds],
         "images_per_second": round(len(data.y_train) / mean_epoch, 1) if mean_epoch else None,
