@@ -158,6 +158,7 @@ class TrainConfig:
     seed: int = 42
     experiment_name: Optional[str] = None
     resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
+    objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
 
 
 @dataclass
@@ -207,6 +208,7 @@ class ClassicConfig:
     max_train: Optional[int] = None  # stratified subsample of the training features
     pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
     seed: int = 42
+    objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers
 
 
 @dataclass

@@ -161,4 +161,9 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
             return None
         raise
     run.set_status("completed")
-    return result.get("objective") if isinstance(result, dict) else result
+    if not isinstance(result, dict):
+        return result
+    key = cfg.get("objective")
+    if key and result.get(key) is not None:
+        return result[key]
+    return result.get("objective")  # each command's default: validation accuracy, else test accuracy
