@@ -143,7 +143,9 @@ class TrainerConfig:
     jit_compile: Any = "auto"  # auto | true | false (XLA; 'auto' keeps it off on CPU)
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     deterministic: bool = False  # TensorFlow op determinism (slower)
-    threads: Optional[int] = None  # TensorFlow intra/inter-op threads; null: all cores
+    threads: Optional[int] = None  # TensorFlow intra-op threads; null: all cores
+    inter_op_threads: Optional[int] = 1  # TensorFlow ops run at once; 1 was fastest on 2 cores; null: TF's choice
+    steps_per_execution: int = 8  # training steps per compiled call (less Python overhead; same result)
     distribute: Distribute = Distribute.none
     cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
 
@@ -315,6 +317,9 @@ def validate_train(cfg: DictConfig) -> None:
     _require(t.jit_compile in ("auto", True, False),
              f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
     _require(t.threads is None or t.threads > 0, f"trainer.threads={t.threads} must be positive")
+    _require(t.inter_op_threads is None or t.inter_op_threads > 0,
+             f"trainer.inter_op_threads={t.inter_op_threads} must be positive or null")
+    _require(t.steps_per_execution > 0, f"trainer.steps_per_execution={t.steps_per_execution} must be positive")
     _require(t.cpu_devices is None or t.cpu_devices > 0, f"trainer.cpu_devices={t.cpu_devices} must be positive")
     validate_data(cfg.data)
     _require(cfg.model.name in MODEL_NAMES,

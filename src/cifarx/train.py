@@ -93,12 +93,14 @@ def configure_backend(trainer_cfg, seed: int) -> None:
         threads = trainer_cfg.threads
         if threads is None and parallel_jobs() > 1:
             threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
-        if threads:
-            try:
+        inter = trainer_cfg.inter_op_threads
+        try:
+            if threads:
                 tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-                tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-            except RuntimeError:  # already initialised in this (reused) worker: keep its pools
-                log.info("TensorFlow thread pools already set in this process; keeping them")
+            if inter:
+                tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+        except RuntimeError:  # already initialised in this (reused) worker: keep its pools
+            log.info("TensorFlow thread pools already set in this process; keeping them")
         if trainer_cfg.deterministic:
             tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(int(seed))
@@ -219,7 +221,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         if not resuming:
             model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=cfg.trainer.jit_compile)
+                          jit_compile=cfg.trainer.jit_compile,
+                          steps_per_execution=int(cfg.trainer.steps_per_execution))
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
@@ -235,7 +238,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
             model.compile(optimizer=build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
                                                     ft_epochs, base_lr=float(finetune.learning_rate)),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=cfg.trainer.jit_compile)
+                          jit_compile=cfg.trainer.jit_compile,
+                          steps_per_execution=int(cfg.trainer.steps_per_execution))
         trainable2 = _count(model.trainable_weights)
         log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
                  len(opened), f"{trainable2:,}", finetune.learning_rate)
@@ -260,6 +264,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "best_epoch": checkpoint.best_epoch, "evaluated_checkpoint": evaluated,
         "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
         "batch_size": batch, "precision": str(cfg.trainer.precision),
+        "steps_per_execution": int(cfg.trainer.steps_per_execution),
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
         "resumed": resuming, "replicas": replicas,
         "epoch_seconds": round(mean_epoch, 3),
