@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import CifarxError, one_line
+from cifarx.errors import CifarxError, ConfigError, one_line
 
 log = logging.getLogger("cifarx")
 
@@ -114,6 +114,9 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         if item.startswith("trainer.epochs="):
             saved.trainer.epochs = int(item.split("=", 1)[1])
     saved.resume = str(run_dir)
+    done = sum(1 for line in (run_dir / "history.csv").read_text().splitlines()[1:] if line.strip())
+    if done >= int(saved.trainer.epochs):
+        raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
     return saved
 
 
@@ -128,12 +131,14 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
 
     run = RunDir.from_hydra(command)
     multirun = _is_multirun()
+    resuming = command == "train" and cfg.get("resume") is not None
     _stop_on_sigterm()
     try:
         validate_command_config(command, cfg)
-        if command == "train" and cfg.get("resume") is not None:
+        if resuming:
             cfg = resume_config(cfg)
         run.begin(cfg)
+        run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
         if command in KERAS_COMMANDS:
             import_keras_quietly()
         result = fn(cfg, run)
@@ -141,7 +146,7 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
         message = one_line(str(exc))
         if run.has_results or multirun:
             run.set_status("failed", error=message)
-        else:
+        elif not resuming:  # a refused resume leaves the existing run exactly as it was
             shutil.rmtree(run.path, ignore_errors=True)
         if multirun:  # the sweep goes on; its summary reports the failure
             log.error("cifarx %s: error: %s", command, message)

@@ -211,8 +211,6 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         history = read_history(run.file("history.csv")) if resuming else {}
         done = len(history.get("loss", []))
         if resuming:
-            if done >= epochs:
-                raise ConfigError(f"run {run.path} already has {done} epochs; pass trainer.epochs > {done} to extend it")
             log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
         past = history.get(monitor, [])
         checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
