@@ -189,6 +189,9 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
 
     resuming = cfg.get("resume") is not None
     scope, replicas = distribution_scope(cfg.trainer)
+    # Keras' multi-step loop fails under MirroredStrategy (InvalidArgumentError in
+    # multi_step_on_iterator, Keras 3.15): distributed runs take one step per call.
+    steps_per_execution = 1 if replicas > 1 else int(cfg.trainer.steps_per_execution)
     with scope():  # models, optimizers and their variables are created under the strategy
         if resuming:
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
@@ -220,7 +223,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
             model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                           jit_compile=cfg.trainer.jit_compile,
-                          steps_per_execution=int(cfg.trainer.steps_per_execution))
+                          steps_per_execution=steps_per_execution)
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
@@ -237,7 +240,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
                                                     ft_epochs, base_lr=float(finetune.learning_rate)),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                           jit_compile=cfg.trainer.jit_compile,
-                          steps_per_execution=int(cfg.trainer.steps_per_execution))
+                          steps_per_execution=steps_per_execution)
         trainable2 = _count(model.trainable_weights)
         log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
                  len(opened), f"{trainable2:,}", finetune.learning_rate)
@@ -262,7 +265,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "best_epoch": checkpoint.best_epoch, "evaluated_checkpoint": evaluated,
         "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
         "batch_size": batch, "precision": str(cfg.trainer.precision),
-        "steps_per_execution": int(cfg.trainer.steps_per_execution),
+        "steps_per_execution": steps_per_execution,
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
         "resumed": resuming, "replicas": replicas,
         "epoch_seconds": round(mean_epoch, 3),
