@@ -49,3 +49,16 @@ def test_command_help_is_hydras(tmp_path):
     result = run_cli(["train", "--help"], cwd=tmp_path)
     assert result.returncode == 0
     assert "model: simple_cnn, vgg16, vgg19" in result.stdout
+
+
+def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`cifarx --help | head -1`: the reader leaves early (regression: BrokenPipeError traceback)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    result = subprocess.run([sys.executable, "-m", "cifarx.cli", "--help"], stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    os.close(write_end)
+    assert result.returncode == 0
+    assert "Traceback" not in result.stderr
