@@ -45,10 +45,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
-    from conftest import compose
-
     from cifarx.artifacts import hardware, package_versions
     from cifarx.classic import build_pipeline
+    from conftest import compose
 
     if args.features:
         f = Path(args.features)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CLASSES, make_images, write_batches_dir, write_image_dir, write_tarball, write_zip
 from cifarx.data import channel_stats, load_dataset, load_raw
 from cifarx.data.sources import detect_format, load_path
 from cifarx.errors import DataError
+from conftest import CLASSES, make_images, write_batches_dir, write_image_dir, write_tarball, write_zip
 
 
 def data_cfg(root, cache, **kw):

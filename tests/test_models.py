@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import compose
 from cifarx.data import Dataset
 from cifarx.models import build_model
 from cifarx.models.preprocessing import RandomFlipShift
+from conftest import compose
 
 
 def tiny_dataset(n=20):

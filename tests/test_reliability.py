@@ -9,9 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
 
 from conftest import run_cli, write_batches_dir

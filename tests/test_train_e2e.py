@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose, run_cli, tiny_train_overrides, write_batches_dir, write_image_dir, write_tarball, write_zip
+from conftest import (
+    compose,
+    run_cli,
+    tiny_train_overrides,
+    write_batches_dir,
+    write_image_dir,
+    write_tarball,
+    write_zip,
+)
 
 pytestmark = pytest.mark.slow
 

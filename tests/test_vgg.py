@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import compose, tiny_train_overrides, write_batches_dir
 from cifarx.errors import ConfigError
 from cifarx.models import build_model, preprocessing_rule
+from conftest import compose, tiny_train_overrides, write_batches_dir
 from test_models import tiny_dataset
 
 HEAD_TOTAL, HEAD_TRAINABLE = 1_061_386, 1_058_314  # 1024-512-10 head on a 512-d flatten
