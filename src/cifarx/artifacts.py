@@ -192,6 +192,16 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RunError(f"cannot read {path}: {exc}") from exc
 
 
+def read_history(path: Path) -> dict[str, list[float]]:
+    """A run's history.csv as columns ({} when there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
+
+
 def read_status(run: Path) -> str | None:
     path = Path(run) / STATUS_FILE
     if not path.exists():

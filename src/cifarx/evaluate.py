@@ -6,14 +6,13 @@ Everything is computed from predictions with scikit-learn; nothing is re-impleme
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
-from cifarx.artifacts import RunDir, read_json, require_run
+from cifarx.artifacts import RunDir, read_history, read_json, require_run
 from cifarx.console import print_table
 
 log = logging.getLogger("cifarx")
@@ -125,7 +124,7 @@ def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
     train_cfg = OmegaConf.load(source / "config.yaml")
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
     model = load_model(source / f"{cfg.checkpoint}.keras")
-    history = _history(source / "history.csv")
+    history = read_history(source / "history.csv") or None
     extra = {"source_run": str(source), "checkpoint": str(cfg.checkpoint), "model": train_cfg.model.name,
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
@@ -133,12 +132,3 @@ def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
     metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
     return metrics
 
-
-def _history(path: Path) -> dict[str, list[float]] | None:
-    import csv
-
-    if not path.exists():
-        return None
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}

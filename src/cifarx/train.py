@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.artifacts import RunDir
+from cifarx.artifacts import RunDir, read_history
 from cifarx.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger("cifarx")
@@ -148,18 +148,6 @@ def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epoc
 def _merge(total: dict[str, list], part: dict[str, list]) -> None:
     for key, values in part.items():
         total.setdefault(key, []).extend(float(v) for v in values)
-
-
-def read_history(path) -> dict[str, list[float]]:
-    """history.csv as columns (empty when there is none)."""
-    import csv
-    from pathlib import Path
-
-    if not Path(path).exists():
-        return {}
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
 
 
 def _count(weights) -> int:
