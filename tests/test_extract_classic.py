@@ -103,10 +103,11 @@ def test_pixels_baseline(extracted):
 
     root = OmegaConf.load(train_run / "config.yaml").data.root
     out = tmp / "classic" / "pixels"
-    result = run_cli(["classic", "clf=knn", "features=pixels", f"data.root={root}",
+    result = run_cli(["classic", "clf=knn", "features=pixels", "max_train=40", f"data.root={root}",
                       f"data.cache_dir={tmp / 'cache'}", f"hydra.run.dir={out}"], cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "metrics.json").read_text())["dim"] == 3072
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dim"] == 3072 and metrics["fit_count"] == 40 and metrics["train_count"] == 80
 
 
 def test_classic_without_features_says_to_extract_first(tmp_path):

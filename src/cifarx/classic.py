@@ -72,15 +72,6 @@ def build_pipeline(cfg):
     return Pipeline(steps)
 
 
-def _subsample(x, y, n: int | None, seed: int):
-    if n is None or n >= len(y):
-        return x, y
-    from sklearn.model_selection import train_test_split
-
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
-    return x[np.sort(idx)], y[np.sort(idx)]
-
-
 def _load_pipeline(path_str: str, dim: int, class_names: list[str]):
     import joblib
 
@@ -97,17 +88,19 @@ def _load_pipeline(path_str: str, dim: int, class_names: list[str]):
 def run_classic(cfg, run: RunDir | None = None) -> dict[str, Any]:
     import joblib
 
+    from cifarx.data import stratified_subset
     from cifarx.evaluate import split_scores, write_evaluation
 
     run = run or RunDir.from_hydra("classic")
     splits, class_names, origin = load_features(cfg)
     dim = splits["train"][0].shape[1]
-    fit_seconds = 0.0
+    fit_seconds, fit_count = 0.0, None
     if cfg.pipeline is not None:
         pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names)
     else:
         pipeline = build_pipeline(cfg)
-        x_fit, y_fit = _subsample(*splits["train"], cfg.max_train, int(cfg.seed))
+        x_fit, y_fit = stratified_subset(*splits["train"], cfg.max_train, int(cfg.seed), "max_train")
+        fit_count = int(len(y_fit))
         log.info("fitting %s on %d x %d features ...", cfg.clf.name, *x_fit.shape)
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -134,6 +127,7 @@ def run_classic(cfg, run: RunDir | None = None) -> dict[str, Any]:
     extra = {"clf": cfg.clf.name, "estimator": OmegaConf.to_container(cfg.clf.estimator, resolve=True),
              "scale": str(cfg.scale), "pca": cfg.pca, "fit_seconds": round(fit_seconds, 3),
              "predict_seconds": round(predict_seconds, 3), "train_count": int(len(splits["train"][1])),
+             "fit_count": fit_count,
              "dim": dim, "seed": int(cfg.seed), **origin}
     metrics = write_evaluation(run, class_names=class_names, scores=scores, y_test=splits["test"][1],
                                pred_test=test[0], proba_test=test[1], extra=extra)
