@@ -107,6 +107,8 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
     from hydra.core.hydra_config import HydraConfig
 
+    from cifarx.artifacts import read_history
+
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
     saved = OmegaConf.load(run_dir / "config.yaml")
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -114,7 +116,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         if item.startswith("trainer.epochs="):
             saved.trainer.epochs = int(item.split("=", 1)[1])
     saved.resume = str(run_dir)
-    done = sum(1 for line in (run_dir / "history.csv").read_text().splitlines()[1:] if line.strip())
+    done = len(read_history(run_dir / "history.csv").get("loss", []))
     if done >= int(saved.trainer.epochs):
         raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
     return saved

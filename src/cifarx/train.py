@@ -145,6 +145,12 @@ def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epoc
     return history.history, progress.epoch_seconds
 
 
+def _compile(model, optimizer, cfg, steps_per_execution: int) -> None:
+    """The one compile both training stages use: sparse cross-entropy, accuracy."""
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=cfg.trainer.jit_compile, steps_per_execution=steps_per_execution)
+
+
 def _merge(total: dict[str, list], part: dict[str, list]) -> None:
     for key, values in part.items():
         total.setdefault(key, []).extend(float(v) for v in values)
@@ -208,10 +214,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         if past:
             checkpoint.best_epoch = int(np.argmax(past)) + 1
         if not resuming:
-            model.compile(optimizer=build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=cfg.trainer.jit_compile,
-                          steps_per_execution=steps_per_execution)
+            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs), cfg,
+                     steps_per_execution)
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
@@ -224,11 +228,9 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         opened = unfreeze_top_blocks(model, int(finetune.blocks))
         ft_epochs = int(finetune.epochs)
         with scope():
-            model.compile(optimizer=build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
-                                                    ft_epochs, base_lr=float(finetune.learning_rate)),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=cfg.trainer.jit_compile,
-                          steps_per_execution=steps_per_execution)
+            _compile(model, build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
+                                            ft_epochs, base_lr=float(finetune.learning_rate)),
+                     cfg, steps_per_execution)
         trainable2 = _count(model.trainable_weights)
         log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
                  len(opened), f"{trainable2:,}", finetune.learning_rate)
