@@ -67,6 +67,17 @@ def test_augmentation_is_an_exact_shift_and_flip_and_off_at_inference():
     assert 0 < flipped < len(x)
 
 
+def test_augmentation_fills_the_uncovered_border_with_fill_value():
+    x = np.full((64, 8, 8, 1), 100.0, dtype="float32")
+    layer = RandomFlipShift(flip=True, shift=0.25, fill_value=-1.0, seed=5)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert set(np.unique(y)) == {-1.0, 100.0}
+    shifted = (y == -1.0).any(axis=(1, 2, 3))
+    assert 0 < shifted.sum() < len(y)  # some images drew a zero shift, most did not
+    inside = (y == 100.0).sum(axis=(1, 2, 3))
+    assert inside.min() >= 6 * 6  # at most 2 pixels (0.25 * 8) shifted out on each axis
+
+
 def test_augmentation_layer_survives_save_and_load(tmp_path):
     cfg = compose("train", ["data=augment", "model.filters=[4,4,4]"])
     model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)

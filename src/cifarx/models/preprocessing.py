@@ -18,7 +18,8 @@ class RandomFlipShift(layers.Layer):
     """Random horizontal flip and integer shift with constant fill, for a whole batch at once.
 
     The report's ImageDataGenerator(horizontal_flip=True, width/height_shift_range=0.125,
-    fill_mode='constant', cval=0) as pad-and-random-crop over the whole batch.
+    fill_mode='constant', cval=0): a random crop of the zero-padded batch, done as row and
+    column selections without materialising the padding.
     Keras' RandomTranslation does the same through a general affine transform and was measured
     far slower (100x the training step on JAX/PyTorch GPUs). Shifts here are whole pixels.
     """
@@ -39,24 +40,36 @@ class RandomFlipShift(layers.Layer):
         x = inputs
         batch = ops.shape(x)[0]
         height, width = x.shape[1], x.shape[2]
-        if self.flip:
-            coin = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator) < 0.5
-            x = ops.where(coin, ops.flip(x, axis=2), x)
         pad_h, pad_w = int(round(self.shift * height)), int(round(self.shift * width))
-        if pad_h or pad_w:
-            x = ops.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]],
-                        constant_values=self.fill_value)
-            dy = keras.random.randint((batch, 1), 0, 2 * pad_h + 1, seed=self.seed_generator, dtype="int32")
-            dx = keras.random.randint((batch, 1), 0, 2 * pad_w + 1, seed=self.seed_generator, dtype="int32")
-            rows = dy + ops.arange(height, dtype="int32")[None, :]
-            cols = dx + ops.arange(width, dtype="int32")[None, :]
-            # Crop by one-hot selection matrices: two small batched matmuls, exact, fast on
-            # every backend (a gather here hits slow int64 paths on TensorFlow CPU).
-            pick_rows = ops.one_hot(rows, height + 2 * pad_h, dtype=x.dtype)
-            pick_cols = ops.one_hot(cols, width + 2 * pad_w, dtype=x.dtype)
-            x = ops.einsum("bhp,bpwc->bhwc", pick_rows, x)
-            x = ops.einsum("bwq,bhqc->bhwc", pick_cols, x)
+        if not (self.flip or pad_h or pad_w):
+            return x
+        flip = None
+        if self.flip:
+            flip = keras.random.uniform((batch, 1), seed=self.seed_generator) < 0.5
+        dy = keras.random.randint((batch, 1), 0, 2 * pad_h + 1, seed=self.seed_generator, dtype="int32")
+        dx = keras.random.randint((batch, 1), 0, 2 * pad_w + 1, seed=self.seed_generator, dtype="int32")
+        # Output pixel (r, c) comes from source row r + dy - pad_h and column c + dx - pad_w, or,
+        # flipped, column (width - 1) - (c + dx - pad_w); sources outside the image are fill.
+        # Flip and shift are one row and one column selection per image, applied as two small
+        # batched matmuls with 0/1 matrices: exact, and fast on every backend (a gather hits
+        # slow int64 paths on TensorFlow CPU; padding first costs a copy and bigger matmuls).
+        rows = dy - pad_h + ops.arange(height, dtype="int32")[None, :]
+        cols = dx - pad_w + ops.arange(width, dtype="int32")[None, :]
+        if flip is not None:
+            cols = ops.where(flip, (width - 1) - cols, cols)
+        pick_rows = self._selection(rows, height, x.dtype)  # (batch, out row, source row)
+        pick_cols = self._selection(cols, width, x.dtype)  # (batch, out col, source col)
+        x = ops.einsum("bhp,bpwc->bhwc", pick_rows, x)
+        x = ops.einsum("bwq,bhqc->bhwc", pick_cols, x)
+        if self.fill_value:
+            inside = ops.sum(pick_rows, axis=2)[:, :, None, None] * ops.sum(pick_cols, axis=2)[:, None, :, None]
+            x = x + (1.0 - inside) * ops.cast(self.fill_value, x.dtype)
         return x
+
+    @staticmethod
+    def _selection(index, size: int, dtype):
+        """0/1 matrices picking ``index`` (batch, n) out of ``size``; out-of-range picks nothing."""
+        return ops.cast(ops.equal(index[:, :, None], ops.arange(size, dtype="int32")[None, None, :]), dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
