@@ -254,6 +254,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "trainable_params": trainable, "epochs": len(history.get("loss", [])),
         "best_epoch": checkpoint.best_epoch, "evaluated_checkpoint": evaluated,
         "preprocessing": rule, "augmentation": bool(cfg.data.augment.enabled), "seed": seed,
+        "train_count": int(len(data.y_train)), "val_count": int(len(data.y_val)),
         "batch_size": batch, "precision": str(cfg.trainer.precision),
         "steps_per_execution": steps_per_execution,
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
