@@ -1,17 +1,22 @@
-"""cifarx against the report's hand-written way, on the same images, in one process.
+"""cifarx against the report's hand-written way, on the same images, arm by arm in fresh processes.
 
     python benchmarks/train_speed.py                          # synthetic images
-    python benchmarks/train_speed.py --data-root ~/data/cifar10-jpeg.zip --images 10000 --epochs 2
+    python benchmarks/train_speed.py --data-root ~/data/cifar10-jpeg.zip --memory-run
 
-Measures (and prints as a table, and writes as JSON under benchmarks/results/):
-- training images/s of cifarx `simple_cnn` with data=normalize and data=augment (cifarx's own
-  `run_train`), and of the baseline: float32 arrays z-scored up front, `model.fit` at the same
-  batch size and optimizer, Keras' legacy `ImageDataGenerator.flow` for augmentation;
+Measures (prints as tables, writes as JSON under benchmarks/results/):
+- training images/s of cifarx `simple_cnn` (its own `run_train`) with data=normalize and
+  data=augment, in float32 and in mixed_bfloat16 (which trades precision for speed, so it is
+  reported apart, never as the comparison), and of the baseline: the report's way written
+  plainly (float32 arrays z-scored up front, `model.fit` at the same batch size and optimizer,
+  TensorFlow's default threads, Keras' legacy `ImageDataGenerator.flow` for augmentation);
 - evaluation (predict) and feature-extraction throughput;
 - cached dataset load time, `cifarx --help` and `cifarx train --cfg job` wall time;
-- with --memory-run, peak resident memory of a full-data one-epoch `cifarx train` subprocess.
+- with --memory-run, peak resident memory of a full-data one-epoch `cifarx train` process.
 
-Epoch times exclude the first epoch (graph tracing) when --epochs > 1. Not part of the test suite.
+Each arm runs in its own process (thread settings are fixed when TensorFlow starts, and a
+baseline must not inherit cifarx's), --repeats times, the arms interleaved round by round so a
+slow minute on a shared machine hits every arm. An arm's epoch time is its fastest epoch after
+the first (which traces the graph); the table shows the median over repeats. Not a test.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,15 +37,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+ARMS = {  # name -> (kind, data group, extra overrides)
+    "baseline normalize": ("baseline", "normalize", []),
+    "baseline augment (ImageDataGenerator)": ("baseline", "augment", []),
+    "cifarx data=normalize": ("cifarx", "normalize", []),
+    "cifarx data=augment": ("cifarx", "augment", []),
+}
+BF16 = "trainer.precision=mixed_bfloat16"  # trades precision for speed: reported apart
+COMPARED = {"cifarx data=normalize": "baseline normalize",
+            "cifarx data=augment": "baseline augment (ImageDataGenerator)"}
+
 
 def compose(overrides):
     from conftest import compose as compose_cfg
 
     return compose_cfg("train", overrides)
-
-
-def steady(times):
-    return sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
 
 
 def synthetic_root(tmp: Path, images: int) -> Path:
@@ -48,65 +61,69 @@ def synthetic_root(tmp: Path, images: int) -> Path:
     return write_batches_dir(tmp / "synthetic", train_per_class=per_class, test_per_class=max(1, per_class // 5))
 
 
-def cifarx_epoch(root, cache, images, epochs, batch, data_group):
+def data_overrides(args) -> list[str]:
+    return [f"data.root={args.root}", f"data.cache_dir={args.cache}", "data.val_fraction=0",
+            f"data.max_train={args.images}", "data.max_test=1000"]
+
+
+def cifarx_arm(args, data_group: str, extra: list[str]) -> dict:
     from cifarx.artifacts import RunDir
     from cifarx.train import run_train
 
-    cfg = compose([f"data={data_group}", f"data.root={root}", f"data.cache_dir={cache}", "data.val_fraction=0",
-                   f"data.max_train={images}", "data.max_test=1000", f"trainer.epochs={epochs}",
-                   f"trainer.batch_size={batch}", "schedule=constant"])
+    cfg = compose([f"data={data_group}", *data_overrides(args), f"trainer.epochs={args.epochs}",
+                   f"trainer.batch_size={args.batch_size}", "schedule=constant", *extra])
     with tempfile.TemporaryDirectory() as out:
         run = RunDir(out, "train")
         run.begin(cfg)
         metrics = run_train(cfg, run)
-    n = metrics["train_count"] if "train_count" in metrics else images
-    return {"epoch_seconds": steady(metrics["epoch_times"]), "images": n}
+    return {"epoch_times": metrics["epoch_times"], "images": metrics["train_count"]}
 
 
-def baseline_epoch(x_uint8, y, epochs, batch, augment):
+def baseline_arm(args, data_group: str, extra: list[str]) -> dict:
     """The report's way, written plainly: float32 z-scored arrays, ImageDataGenerator for augmentation."""
     import keras
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
+    from cifarx.data import load_dataset
     from cifarx.models.simple_cnn import build_simple_cnn
 
-    x = x_uint8.astype("float32")
+    cfg = compose(data_overrides(args))
+    data = load_dataset(cfg.data, 0)
+    x = data.x_train.astype("float32")
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
-    cfg = compose([]).model
+    y = data.y_train
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, build_simple_cnn(inputs, cfg, 10))
-    model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = keras.Model(inputs, build_simple_cnn(inputs, cfg.model, 10))
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    times: list[float] = []
 
     class Timer(keras.callbacks.Callback):
-        times: list[float] = []
-
         def on_epoch_begin(self, epoch, logs=None):
             self.t = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.t)
+            times.append(time.perf_counter() - self.t)
 
-    timer = Timer()
-    timer.times = []
-    if augment:
+    if data_group == "augment":
         gen = ImageDataGenerator(horizontal_flip=True, width_shift_range=0.125, height_shift_range=0.125,
                                  fill_mode="constant", cval=0.0)
-        model.fit(gen.flow(x, y, batch_size=batch), epochs=epochs, callbacks=[timer], verbose=0)
+        model.fit(gen.flow(x, y, batch_size=args.batch_size), epochs=args.epochs, callbacks=[Timer()], verbose=0)
     else:
-        model.fit(x, y, batch_size=batch, epochs=epochs, callbacks=[timer], verbose=0)
-    return {"epoch_seconds": steady(timer.times), "images": len(x)}
+        model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, callbacks=[Timer()], verbose=0)
+    return {"epoch_times": times, "images": len(y)}
 
 
-def throughput(root, cache, batch=256):
+def throughput_arm(args, batch: int = 256) -> dict:
     import keras
 
     from cifarx.data import load_dataset
     from cifarx.models import build_model
 
-    cfg = compose([f"data.root={root}", f"data.cache_dir={cache}"])
+    cfg = compose(data_overrides(args))
     data = load_dataset(cfg.data, 0)
     model = build_model(cfg.model, cfg.data, data, 0)
-    x = data.x_test
+    x = data.x_train
     model.predict(x[:batch], batch_size=batch, verbose=0)
     t = time.perf_counter()
     model.predict(x, batch_size=batch, verbose=0)
@@ -116,7 +133,26 @@ def throughput(root, cache, batch=256):
     t = time.perf_counter()
     for i in range(0, len(x), batch):
         extractor.predict_on_batch(x[i:i + batch])  # as cifarx.extract does
-    return predict, len(x) / (time.perf_counter() - t)
+    return {"evaluate images/s": predict, "extract images/s": len(x) / (time.perf_counter() - t)}
+
+
+def arms_for(args) -> dict[str, tuple[str, str, list[str]]]:
+    """The default arms, a mixed_bfloat16 pair, and a pair per --variant."""
+    arms = dict(ARMS)
+    for variant in [BF16, *args.variant]:
+        for group in ("normalize", "augment"):
+            arms[f"cifarx data={group}, {variant}"] = ("cifarx", group, variant.split())
+    return {k: v for k, v in arms.items() if not args.only or any(word in k for word in args.only)}
+
+
+def run_arm(args, name: str, spec) -> dict:
+    """Run one arm in a fresh interpreter; returns what it printed as JSON."""
+    cmd = [sys.executable, __file__, "--arm", json.dumps(spec), "--root", str(args.root), "--cache", str(args.cache),
+           "--images", str(args.images), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"arm {name!r} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def load_times(root, cache):
@@ -140,75 +176,102 @@ def wall(cmd):
 
 
 def peak_memory_mb(root, cache, tmp):
-    code = ("import resource, sys; from cifarx.cli import main; sys.argv=['cifarx']; "
-            f"rc = main(['train', 'data.root={root}', 'data.cache_dir={cache}', 'trainer.epochs=1', "
-            f"'hydra.run.dir={tmp}/mem']); "
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return int(out.split("PEAK")[-1].split()[0]) / 1024
+    """Peak RSS of `cifarx train` (default config, all images, one epoch, then evaluation), as the
+    kernel accounts it for a waited-for child (the same number `/usr/bin/time -v` prints)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "cifarx.cli", "train", f"data.root={root}", f"data.cache_dir={cache}",
+                    "trainer.epochs=1", f"hydra.run.dir={tmp}/mem"], check=True, capture_output=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        raise SystemExit("peak memory: an earlier child process used more; run --memory-run first")
+    return peak / 1024
+
+
+def best_steady(times: list[float]) -> float:
+    return min(times[1:]) if len(times) > 1 else times[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", help="CIFAR-10 in any format cifarx reads (default: synthetic images)")
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="per arm and repeat; the first is not timed")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per arm, interleaved")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--variant", action="append", default=[], metavar="OVERRIDES",
+                        help="also time cifarx with these overrides, e.g. 'trainer.steps_per_execution=1'")
+    parser.add_argument("--only", nargs="+", help="run only the arms whose names contain one of these")
     parser.add_argument("--memory-run", action="store_true", help="also measure peak RSS of a full-data epoch")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm and print JSON
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    import keras
+    if args.arm:
+        if args.arm == '"throughput"':
+            result = throughput_arm(args)
+        else:
+            kind, group, extra = json.loads(args.arm)
+            result = (cifarx_arm if kind == "cifarx" else baseline_arm)(args, group, extra)
+        print(json.dumps(result))
+        return
 
     from cifarx.artifacts import hardware, package_versions
-    from cifarx.data import load_dataset
-
-    tmp = Path(tempfile.mkdtemp(prefix="cifarx-bench-"))
-    cache = tmp / "cache"
-    root = Path(args.data_root).expanduser() if args.data_root else synthetic_root(tmp, args.images)
-    first_load, cached_load = load_times(root, cache)
-    cfg = compose([f"data.root={root}", f"data.cache_dir={cache}", "data.val_fraction=0", f"data.max_train={args.images}"])
-    data = load_dataset(cfg.data, 0)
-    results = {}
-    for name, fn in [
-        ("baseline normalize", lambda: baseline_epoch(data.x_train, data.y_train, args.epochs, args.batch_size, False)),
-        ("baseline augment (ImageDataGenerator)", lambda: baseline_epoch(data.x_train, data.y_train, args.epochs, args.batch_size, True)),
-        ("cifarx data=normalize", lambda: cifarx_epoch(root, cache, args.images, args.epochs, args.batch_size, "normalize")),
-        ("cifarx data=augment", lambda: cifarx_epoch(root, cache, args.images, args.epochs, args.batch_size, "augment")),
-    ]:
-        keras.backend.clear_session()
-        r = fn()
-        r["images_per_second"] = len(data.y_train) / r["epoch_seconds"]
-        results[name] = r
-        print(f"{name}: {r['images_per_second']:.0f} images/s ({r['epoch_seconds']:.1f} s/epoch)", flush=True)
-    predict, extract = throughput(root, cache)
-    cli = [sys.executable, "-m", "cifarx.cli"]
-    extra = {
-        "evaluate images/s": predict, "extract images/s": extract,
-        "first data load s": first_load, "cached data load s": cached_load,
-        "cifarx --help s": wall([*cli, "--help"]), "cifarx train --cfg job s": wall([*cli, "train", "--cfg", "job"]),
-    }
-    if args.memory_run:
-        extra["peak RSS, full-data train epoch MB"] = peak_memory_mb(root, cache, tmp)
-
-    base = {"normalize": results["baseline normalize"]["images_per_second"],
-            "augment": results["baseline augment (ImageDataGenerator)"]["images_per_second"]}
-    rows = []
-    for name, r in results.items():
-        ref = base["augment"] if "augment" in name else base["normalize"]
-        rows.append([name, f"{r['images_per_second']:.0f}", f"{r['images_per_second'] / ref:.2f}x", f"{r['epoch_seconds']:.1f}"])
     from cifarx.console import print_table
 
-    print_table(f"training, simple_cnn, batch {args.batch_size}, {len(data.y_train)} images "
-                f"({'real: ' + str(root) if args.data_root else 'synthetic'})",
-                ["run", "images/s", "vs baseline", "s/epoch"], rows)
-    aug_cost = results["cifarx data=augment"]["epoch_seconds"] / results["cifarx data=normalize"]["epoch_seconds"] - 1
+    tmp = Path(tempfile.mkdtemp(prefix="cifarx-bench-"))
+    args.cache = tmp / "cache"
+    args.root = Path(args.data_root).expanduser() if args.data_root else synthetic_root(tmp, args.images)
+    first_load, cached_load = load_times(args.root, args.cache)
+    extra: dict[str, float] = {"first data load s": first_load, "cached data load s": cached_load}
+    if args.memory_run:  # first, so that no earlier child's peak hides it
+        extra["peak RSS, full-data train epoch MB"] = peak_memory_mb(args.root, args.cache, tmp)
+
+    arms = arms_for(args)
+    names = list(arms)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_ in range(args.repeats):
+        order = names[round_ % len(names):] + names[:round_ % len(names)]
+        for name in order:
+            r = run_arm(args, name, arms[name])
+            runs[name].append(r)
+            ips = r["images"] / best_steady(r["epoch_times"])
+            print(f"[{round_ + 1}/{args.repeats}] {name}: {ips:.0f} images/s "
+                  f"(epochs {', '.join(f'{t:.1f}' for t in r['epoch_times'])} s)", flush=True)
+    results = {}
+    for name, rs in runs.items():
+        seconds = statistics.median(best_steady(r["epoch_times"]) for r in rs)
+        results[name] = {"epoch_seconds": seconds, "images": rs[0]["images"],
+                         "images_per_second": rs[0]["images"] / seconds,
+                         "all_epoch_times": [r["epoch_times"] for r in rs]}
+    extra.update(run_arm(args, "throughput", "throughput"))
+    cli = [sys.executable, "-m", "cifarx.cli"]
+    extra["cifarx --help s"] = wall([*cli, "--help"])
+    extra["cifarx train --cfg job s"] = wall([*cli, "train", "--cfg", "job"])
+
+    ratios = {name: results[name]["images_per_second"] / results[ref]["images_per_second"]
+              for name, ref in COMPARED.items() if name in results and ref in results}
+    for name in results:
+        ref = COMPARED.get(name.split(",")[0])
+        if ref in results and name not in ratios:
+            ratios[name] = results[name]["images_per_second"] / results[ref]["images_per_second"]
+    rows = [[name, f"{r['images_per_second']:.0f}", f"{ratios[name]:.2f}x" if name in ratios else "1.00x",
+             f"{r['epoch_seconds']:.2f}"] for name, r in results.items()]
+    source = "real: " + str(args.root) if args.data_root else "synthetic"
+    print_table(f"training, simple_cnn, batch {args.batch_size}, {args.images} images ({source}); "
+                f"median of {args.repeats} processes", ["run", "images/s", "vs baseline", "s/epoch"], rows)
+    costs = {}
+    for plain in results:
+        aug = plain.replace("data=normalize", "data=augment")
+        if plain.startswith("cifarx data=normalize") and aug in results:
+            costs["augmentation cost over normalize" + plain[len("cifarx data=normalize"):]] = (
+                results[aug]["epoch_seconds"] / results[plain]["epoch_seconds"] - 1)
     print_table("other measurements", ["what", "value"],
-                [[k, f"{v:.3f}" if isinstance(v, float) else v] for k, v in extra.items()]
-                + [["augmentation cost over normalize (epoch time)", f"{aug_cost:+.1%}"]])
+                [[k, f"{v:.3f}"] for k, v in extra.items()] + [[k, f"{v:+.1%}"] for k, v in costs.items()])
     record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": hardware(), "versions": package_versions(),
-              "backend": keras.backend.backend(), "settings": vars(args) | {"out": str(args.out), "data_root": str(root)},
-              "training": results, "augmentation_cost": aug_cost, **extra}
+              "settings": {k: str(v) for k, v in vars(args).items()}, "training": results, "ratios": ratios,
+              **costs, **extra}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"train_speed_{time.strftime('%Y%m%d_%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, default=str))
