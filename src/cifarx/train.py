@@ -160,6 +160,54 @@ def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
 
+def _prepare_model(cfg, run: RunDir, data, scope, steps: int, steps_per_execution: int):
+    """A compiled model: built fresh, or loaded from ``last.keras`` with its optimizer and schedule
+    state when resuming; writes model_summary.txt. Returns (model, preprocessing rule)."""
+    from cifarx.models import build_model, load_model, preprocessing_rule
+    from cifarx.optim import build_optimizer
+
+    with scope():  # models, optimizers and their variables are created under the strategy
+        if cfg.get("resume") is not None:
+            model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
+        else:
+            model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
+            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
+                     steps_per_execution)
+    rule = preprocessing_rule(cfg.model, cfg.data)
+    if rule == "imagenet" and str(cfg.data.normalize) != "none":
+        log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
+                 "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
+    run.write_text("model_summary.txt", "\n".join(lines) + "\n")
+    log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
+             f"{int(model.count_params()):,}", f"{_count(model.trainable_weights):,}", rule,
+             ", augmentation on" if cfg.data.augment.enabled else "")
+    return model, rule
+
+
+def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
+              history: dict, monitor: str) -> tuple[dict, dict, list[float]]:
+    """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate."""
+    from cifarx.models.vgg import unfreeze_top_blocks
+    from cifarx.optim import build_optimizer
+
+    finetune = cfg.model.finetune
+    opened = unfreeze_top_blocks(model, int(finetune.blocks))
+    with scope():
+        _compile(model, build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
+                                        int(finetune.epochs), base_lr=float(finetune.learning_rate)),
+                 cfg, steps_per_execution)
+    trainable = _count(model.trainable_weights)
+    log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
+             len(opened), f"{trainable:,}", finetune.learning_rate)
+    done = len(history["loss"])
+    part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, done + int(finetune.epochs), monitor)
+    stage = {"stage": 2, "epochs": int(finetune.epochs), "trainable_params": trainable,
+             "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)}
+    return stage, part, seconds
+
+
 def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data`` and evaluate it; returns the metrics written."""
     import keras
@@ -167,9 +215,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     from cifarx.callbacks import AtomicCheckpoint
     from cifarx.data import load_dataset
     from cifarx.evaluate import evaluate_model
-    from cifarx.models import build_model, load_model, preprocessing_rule
-    from cifarx.models.vgg import unfreeze_top_blocks
-    from cifarx.optim import build_optimizer
+    from cifarx.models import load_model
 
     run = run or RunDir.from_hydra("train")
     start = time.perf_counter()
@@ -186,60 +232,31 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     # Keras' multi-step loop fails under MirroredStrategy (InvalidArgumentError in
     # multi_step_on_iterator, Keras 3.15): distributed runs take one step per call.
     steps_per_execution = 1 if replicas > 1 else int(cfg.trainer.steps_per_execution)
-    with scope():  # models, optimizers and their variables are created under the strategy
-        if resuming:
-            model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
-        else:
-            model = build_model(cfg.model, cfg.data, data, seed)
-        rule = preprocessing_rule(cfg.model, cfg.data)
-        if rule == "imagenet" and str(cfg.data.normalize) != "none":
-            log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
-                     "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
-        lines: list[str] = []
-        model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-        run.write_text("model_summary.txt", "\n".join(lines) + "\n")
-        params, trainable = int(model.count_params()), _count(model.trainable_weights)
-        log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
-                 f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
+    batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
+    steps = math.ceil(len(data.y_train) / batch)
+    model, rule = _prepare_model(cfg, run, data, scope, steps, steps_per_execution)
+    params, trainable = int(model.count_params()), _count(model.trainable_weights)
 
-        batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
-        steps = math.ceil(len(data.y_train) / batch)
-        monitor = "val_accuracy" if len(data.y_val) else "accuracy"
-        history = read_history(run.file("history.csv")) if resuming else {}
-        done = len(history.get("loss", []))
-        if resuming:
-            log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
-        past = history.get(monitor, [])
-        checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
-        if past:
-            checkpoint.best_epoch = int(np.argmax(past)) + 1
-        if not resuming:
-            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, epochs), cfg,
-                     steps_per_execution)
-    stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
-    epoch_seconds: list[float] = []
+    monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+    history = read_history(run.file("history.csv")) if resuming else {}
+    done = len(history.get("loss", []))
+    if resuming:
+        log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
+    past = history.get(monitor, [])
+    checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
+    if past:
+        checkpoint.best_epoch = int(np.argmax(past)) + 1
+
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
-    part, secs = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
+    stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
+    part, epoch_seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
     _merge(history, part)
-    epoch_seconds += secs
-
-    finetune = cfg.model.get("finetune")
-    if finetune is not None and finetune.blocks > 0:
-        opened = unfreeze_top_blocks(model, int(finetune.blocks))
-        ft_epochs = int(finetune.epochs)
-        with scope():
-            _compile(model, build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
-                                            ft_epochs, base_lr=float(finetune.learning_rate)),
-                     cfg, steps_per_execution)
-        trainable2 = _count(model.trainable_weights)
-        log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
-                 len(opened), f"{trainable2:,}", finetune.learning_rate)
-        stages.append({"stage": 2, "epochs": ft_epochs, "trainable_params": trainable2,
-                       "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)})
-        part, secs = _fit(model, data, cfg, run, checkpoint, 2, len(history["loss"]),
-                          len(history["loss"]) + ft_epochs, monitor)
+    if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:
+        stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
+                                         history, monitor)
+        stages.append(stage)
         _merge(history, part)
-        epoch_seconds += secs
+        epoch_seconds += seconds
 
     train_seconds = time.perf_counter() - start
     evaluated = str(cfg.trainer.evaluate)
