@@ -88,7 +88,7 @@ def baseline_arm(args, data_group: str, extra: list[str]) -> dict:
     from cifarx.models.simple_cnn import build_simple_cnn
 
     cfg = compose(data_overrides(args))
-    data = load_dataset(cfg.data, 0)
+    data = load_dataset(cfg.data, int(cfg.seed))  # the images cifarx_arm trains on
     x = data.x_train.astype("float32")
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
     y = data.y_train
@@ -121,8 +121,8 @@ def throughput_arm(args, batch: int = 256) -> dict:
     from cifarx.models import build_model
 
     cfg = compose(data_overrides(args))
-    data = load_dataset(cfg.data, 0)
-    model = build_model(cfg.model, cfg.data, data, 0)
+    data = load_dataset(cfg.data, int(cfg.seed))  # the images cifarx_arm trains on
+    model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
     x = data.x_train
     model.predict(x[:batch], batch_size=batch, verbose=0)
     t = time.perf_counter()
