@@ -230,8 +230,12 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     resuming = cfg.get("resume") is not None
     scope, replicas = distribution_scope(cfg.trainer)
     # Keras' multi-step loop fails under MirroredStrategy (InvalidArgumentError in
-    # multi_step_on_iterator, Keras 3.15): distributed runs take one step per call.
-    steps_per_execution = 1 if replicas > 1 else int(cfg.trainer.steps_per_execution)
+    # multi_step_on_iterator, Keras 3.15) and Keras refuses it on PyTorch: one step per call there.
+    steps_per_execution = int(cfg.trainer.steps_per_execution)
+    if steps_per_execution > 1 and (replicas > 1 or keras.backend.backend() == "torch"):
+        log.info("trainer.steps_per_execution=%d -> 1 (%s)", steps_per_execution,
+                 "MirroredStrategy" if replicas > 1 else "the PyTorch backend takes one step per call")
+        steps_per_execution = 1
     batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
     steps = math.ceil(len(data.y_train) / batch)
     model, rule = _prepare_model(cfg, run, data, scope, steps, steps_per_execution)
