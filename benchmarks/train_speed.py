@@ -209,10 +209,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.arm:
-        if args.arm == '"throughput"':
+        spec = json.loads(args.arm)
+        if spec == "throughput":
             result = throughput_arm(args)
         else:
-            kind, group, extra = json.loads(args.arm)
+            kind, group, extra = spec
             result = (cifarx_arm if kind == "cifarx" else baseline_arm)(args, group, extra)
         print(json.dumps(result))
         return
@@ -250,11 +251,10 @@ def main() -> None:
     extra["cifarx --help s"] = wall([*cli, "--help"])
     extra["cifarx train --cfg job s"] = wall([*cli, "train", "--cfg", "job"])
 
-    ratios = {name: results[name]["images_per_second"] / results[ref]["images_per_second"]
-              for name, ref in COMPARED.items() if name in results and ref in results}
+    ratios = {}  # every cifarx arm against the baseline with the same data group
     for name in results:
         ref = COMPARED.get(name.split(",")[0])
-        if ref in results and name not in ratios:
+        if ref in results:
             ratios[name] = results[name]["images_per_second"] / results[ref]["images_per_second"]
     rows = [[name, f"{r['images_per_second']:.0f}", f"{ratios[name]:.2f}x" if name in ratios else "1.00x",
              f"{r['epoch_seconds']:.2f}"] for name, r in results.items()]

@@ -160,30 +160,23 @@ def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
 
-def _prepare_model(cfg, run: RunDir, data, scope, steps: int, steps_per_execution: int):
+def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, steps_per_execution: int):
     """A compiled model: built fresh, or loaded from ``last.keras`` with its optimizer and schedule
-    state when resuming; writes model_summary.txt. Returns (model, preprocessing rule)."""
-    from cifarx.models import build_model, load_model, preprocessing_rule
+    state when resuming; writes model_summary.txt."""
+    from cifarx.models import build_model, load_model
     from cifarx.optim import build_optimizer
 
     with scope():  # models, optimizers and their variables are created under the strategy
-        if cfg.get("resume") is not None:
+        if resuming:
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
         else:
             model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
             _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
                      steps_per_execution)
-    rule = preprocessing_rule(cfg.model, cfg.data)
-    if rule == "imagenet" and str(cfg.data.normalize) != "none":
-        log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
-                 "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
     run.write_text("model_summary.txt", "\n".join(lines) + "\n")
-    log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
-             f"{int(model.count_params()):,}", f"{_count(model.trainable_weights):,}", rule,
-             ", augmentation on" if cfg.data.augment.enabled else "")
-    return model, rule
+    return model
 
 
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
@@ -215,7 +208,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     from cifarx.callbacks import AtomicCheckpoint
     from cifarx.data import load_dataset
     from cifarx.evaluate import evaluate_model
-    from cifarx.models import load_model
+    from cifarx.models import load_model, preprocessing_rule
 
     run = run or RunDir.from_hydra("train")
     start = time.perf_counter()
@@ -238,8 +231,14 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         steps_per_execution = 1
     batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
     steps = math.ceil(len(data.y_train) / batch)
-    model, rule = _prepare_model(cfg, run, data, scope, steps, steps_per_execution)
+    model = _prepare_model(cfg, run, data, scope, resuming, steps, steps_per_execution)
     params, trainable = int(model.count_params()), _count(model.trainable_weights)
+    rule = preprocessing_rule(cfg.model, cfg.data)
+    if rule == "imagenet" and str(cfg.data.normalize) != "none":
+        log.info("preprocessing: %s weights expect VGG's preprocess_input, which replaces "
+                 "data.normalize=%s", cfg.model.weights, cfg.data.normalize)
+    log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
+             f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
 
     monitor = "val_accuracy" if len(data.y_val) else "accuracy"
     history = read_history(run.file("history.csv")) if resuming else {}
@@ -253,8 +252,9 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
 
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
-    part, epoch_seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
+    part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
     _merge(history, part)
+    epoch_seconds = list(seconds)
     if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:
         stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
                                          history, monitor)
