@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 
 def synthetic(n: int, n_test: int, dim: int, classes: int = 10, seed: int = 0):
@@ -47,7 +45,7 @@ def main() -> None:
 
     from cifarx.artifacts import hardware, package_versions
     from cifarx.classic import build_pipeline
-    from conftest import compose
+    from cifarx.testing import compose
 
     if args.features:
         f = Path(args.features)

@@ -35,7 +35,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 ARMS = {  # name -> (kind, data group, extra overrides)
     "baseline normalize": ("baseline", "normalize", []),
@@ -49,13 +48,13 @@ COMPARED = {"cifarx data=normalize": "baseline normalize",
 
 
 def compose(overrides):
-    from conftest import compose as compose_cfg
+    from cifarx.testing import compose as compose_cfg
 
     return compose_cfg("train", overrides)
 
 
 def synthetic_root(tmp: Path, images: int) -> Path:
-    from conftest import write_batches_dir
+    from cifarx.testing import write_batches_dir
 
     per_class = max(1, images // 10)
     return write_batches_dir(tmp / "synthetic", train_per_class=per_class, test_per_class=max(1, per_class // 5))
@@ -139,20 +138,32 @@ def throughput_arm(args, batch: int = 256) -> dict:
 def arms_for(args) -> dict[str, tuple[str, str, list[str]]]:
     """The default arms, a mixed_bfloat16 pair, and a pair per --variant."""
     arms = dict(ARMS)
-    for variant in [BF16, *args.variant]:
+    for variant in [*([BF16] if args.bf16 else []), *args.variant]:
         for group in ("normalize", "augment"):
             arms[f"cifarx data={group}, {variant}"] = ("cifarx", group, variant.split())
+    for backend in args.backend:  # the same cifarx arms on another Keras backend
+        for group in ("normalize", "augment"):
+            arms[f"cifarx data={group} [{backend}]"] = ("cifarx", group, [], backend)
+    if args.no_baseline:
+        arms = {k: v for k, v in arms.items() if v[0] != "baseline"}
     return {k: v for k, v in arms.items() if not args.only or any(word in k for word in args.only)}
 
 
 def run_arm(args, name: str, spec) -> dict:
-    """Run one arm in a fresh interpreter; returns what it printed as JSON."""
+    """Run one arm in a fresh interpreter; returns what it printed as JSON, plus the process's
+    user and system CPU seconds (threads fighting over few cores show up as system time)."""
     cmd = [sys.executable, __file__, "--arm", json.dumps(spec), "--root", str(args.root), "--cache", str(args.cache),
            "--images", str(args.images), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    backend = spec[3] if isinstance(spec, list) and len(spec) > 3 else "tensorflow"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise SystemExit(f"arm {name!r} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if isinstance(result, dict):
+        result.update(user_s=after.ru_utime - before.ru_utime, sys_s=after.ru_stime - before.ru_stime)
+    return result
 
 
 def load_times(root, cache):
@@ -200,6 +211,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--variant", action="append", default=[], metavar="OVERRIDES",
                         help="also time cifarx with these overrides, e.g. 'trainer.steps_per_execution=1'")
+    parser.add_argument("--backend", action="append", default=[], choices=["jax", "torch"],
+                        help="also time the cifarx arms on this Keras backend (when installed)")
+    parser.add_argument("--bf16", action="store_true", help="also time cifarx in mixed_bfloat16 (reported apart)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the hand-written TensorFlow arms")
     parser.add_argument("--only", nargs="+", help="run only the arms whose names contain one of these")
     parser.add_argument("--memory-run", action="store_true", help="also measure peak RSS of a full-data epoch")
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -213,7 +228,7 @@ def main() -> None:
         if spec == "throughput":
             result = throughput_arm(args)
         else:
-            kind, group, extra = spec
+            kind, group, extra = spec[:3]
             result = (cifarx_arm if kind == "cifarx" else baseline_arm)(args, group, extra)
         print(json.dumps(result))
         return
@@ -245,6 +260,8 @@ def main() -> None:
         seconds = statistics.median(best_steady(r["epoch_times"]) for r in rs)
         results[name] = {"epoch_seconds": seconds, "images": rs[0]["images"],
                          "images_per_second": rs[0]["images"] / seconds,
+                         "user_s": statistics.median(r["user_s"] for r in rs),
+                         "sys_s": statistics.median(r["sys_s"] for r in rs),
                          "all_epoch_times": [r["epoch_times"] for r in rs]}
     extra.update(run_arm(args, "throughput", "throughput"))
     cli = [sys.executable, "-m", "cifarx.cli"]
@@ -257,10 +274,13 @@ def main() -> None:
         if ref in results:
             ratios[name] = results[name]["images_per_second"] / results[ref]["images_per_second"]
     rows = [[name, f"{r['images_per_second']:.0f}", f"{ratios[name]:.2f}x" if name in ratios else "1.00x",
-             f"{r['epoch_seconds']:.2f}"] for name, r in results.items()]
+             f"{r['epoch_seconds']:.2f}", f"{r['user_s']:.0f}", f"{r['sys_s']:.1f}"] for name, r in results.items()]
     source = "real: " + str(args.root) if args.data_root else "synthetic"
+    machine = hardware()
+    print(f"CPU: {machine['cpu']} ({os.cpu_count()} cores; flags: {' '.join(machine['cpu_flags']) or 'none'})")
     print_table(f"training, simple_cnn, batch {args.batch_size}, {args.images} images ({source}); "
-                f"median of {args.repeats} processes", ["run", "images/s", "vs baseline", "s/epoch"], rows)
+                f"median of {args.repeats} processes",
+                ["run", "images/s", "vs baseline", "s/epoch", "user s", "sys s"], rows)
     costs = {}
     for plain in results:
         aug = plain.replace("data=normalize", "data=augment")
@@ -269,7 +289,7 @@ def main() -> None:
                 results[aug]["epoch_seconds"] / results[plain]["epoch_seconds"] - 1)
     print_table("other measurements", ["what", "value"],
                 [[k, f"{v:.3f}"] for k, v in extra.items()] + [[k, f"{v:+.1%}"] for k, v in costs.items()])
-    record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": hardware(), "versions": package_versions(),
+    record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine, "versions": package_versions(),
               "settings": {k: str(v) for k, v in vars(args).items()}, "training": results, "ratios": ratios,
               **costs, **extra}
     args.out.mkdir(parents=True, exist_ok=True)

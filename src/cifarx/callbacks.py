@@ -74,42 +74,32 @@ class EpochInfo(keras.callbacks.Callback):
             logs["stage"] = self.stage
 
 
-class Progress(keras.callbacks.Callback):
-    """A rich progress bar per epoch on a terminal; one plain line per epoch in logs and CI."""
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the end of an epoch whose loss is NaN or infinite (the run is then marked failed).
+
+    Keras' TerminateOnNaN checks every batch, and any per-batch hook makes Keras wait for each
+    step before queueing the next; a diverged run costs at most one epoch more this way.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One plain line per epoch (logs, CI, SLURM); no per-batch hook, so steps stay asynchronous."""
 
     def __init__(self, epochs: int, steps: int, stage: str = ""):
         super().__init__()
         self.epochs, self.steps, self.stage = epochs, steps, stage
-        self.interactive = is_interactive()
-        self._progress = None
-        self._task = None
         self.epoch_seconds: list[float] = []
-
-    def on_train_begin(self, logs=None):
-        if self.interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as Bar
-
-            self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
-            self._progress.start()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
-        if self._progress is not None:
-            self._task = self._progress.add_task(f"{self.stage}epoch {epoch + 1}/{self.epochs}",
-                                                 total=self.steps, info="")
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._progress is not None and self._task is not None:
-            logs = logs or {}
-            info = f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"
-            self._progress.update(self._task, completed=batch + 1, info=info)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self._progress is not None and self._task is not None:
-            self._progress.remove_task(self._task)
         seconds = time.perf_counter() - self._t0
         self.epoch_seconds.append(seconds)
         parts = [f"{self.stage}epoch {epoch + 1}/{self.epochs}"]
@@ -120,6 +110,42 @@ class Progress(keras.callbacks.Callback):
         parts.append(f"{seconds:.1f}s")
         log.info("  ".join(parts))
 
+
+class LiveProgress(EpochLog):
+    """On a terminal: a rich progress bar per epoch, then the same line as ``EpochLog``."""
+
+    async_safe = True  # only updates the bar: Keras may call it from its callback thread
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+        self._progress.start()
+        self._task = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._task = self._progress.add_task(f"{self.stage}epoch {epoch + 1}/{self.epochs}",
+                                             total=self.steps, info="")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._task is not None:
+            logs = logs or {}
+            info = f"loss {float(logs.get('loss', math.nan)):.4f} acc {float(logs.get('accuracy', math.nan)):.4f}"
+            self._progress.update(self._task, completed=min(batch + 1, self.steps), info=info)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        super().on_epoch_end(epoch, logs)
+
     def on_train_end(self, logs=None):
-        if self._progress is not None:
-            self._progress.stop()
+        self._progress.stop()
+
+
+def progress_callback(epochs: int, steps: int, stage: str = "") -> EpochLog:
+    """A live bar on a terminal, plain epoch lines elsewhere."""
+    return (LiveProgress if is_interactive() else EpochLog)(epochs, steps, stage)

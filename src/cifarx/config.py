@@ -44,11 +44,24 @@ class ScheduleName(StrEnum):
     step = "step"
     plateau = "plateau"
     cosine = "cosine"
+    onecycle = "onecycle"  # linear warm-up to the peak, then linear decay (triangular)
 
 
 class Distribute(StrEnum):
     none = "none"
     mirrored = "mirrored"  # tf.distribute.MirroredStrategy over every local GPU (TensorFlow backend)
+
+
+class Feed(StrEnum):
+    auto = "auto"  # tf_data on TensorFlow, python elsewhere
+    tf_data = "tf_data"  # batches sliced by tf.gather in C++ (TensorFlow backend only)
+    python = "python"  # a keras.utils.PyDataset: one numpy slice per batch
+
+
+class TTA(StrEnum):
+    none = "none"
+    flip = "flip"  # average of the image and its mirror image: exact, 2 passes
+    flip_translate = "flip_translate"  # also 1-pixel shifts either way (reflect-padded): 4 passes
 
 
 class Checkpoint(StrEnum):
@@ -87,6 +100,23 @@ class SimpleCNNConfig:
 
 
 @dataclass
+class AirbenchConfig:
+    name: str = "airbench"
+    widths: List[int] = field(default_factory=lambda: [64, 256, 256])  # per block (airbench94)
+    width: float = 1.0  # multiplies every entry of widths (0.5 is the CPU size)
+    convs_per_block: int = 2  # the first of each block is followed by a 2x2 max-pool
+    whiten: bool = True  # frozen patch-whitening stem computed from training images
+    whiten_kernel: int = 2  # patch size of the stem (2 x 2 x 3 -> 24 filters)
+    whiten_eps: float = 5.0e-4  # added to the patch covariance's eigenvalues
+    whiten_images: int = 5000  # training images the stem's statistics come from
+    bn_momentum: float = 0.4  # Keras convention: weight of the old running statistics
+    bn_epsilon: float = 1.0e-12
+    bias_lr_scale: float = 64.0  # BatchNorm biases learn this many times faster (airbench's bias_scaler)
+    activation: str = "gelu"
+    logit_scale: float = 0.1111111111111111  # airbench's 1/9 on the logits
+
+
+@dataclass
 class HeadConfig:
     units: List[int] = field(default_factory=lambda: [1024, 512])
     dropout: float = 0.5
@@ -117,8 +147,9 @@ class OptimizerConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.0  # sgd, rmsprop
     nesterov: bool = False  # sgd
-    weight_decay: Optional[float] = None
+    weight_decay: Optional[float] = None  # decoupled (AdamW-style) decay, applied by every Keras optimizer
     clipnorm: Optional[float] = None
+    ema: Optional[float] = None  # keep an exponential moving average of the weights (momentum, e.g. 0.99)
 
 
 @dataclass
@@ -131,6 +162,9 @@ class ScheduleConfig:
     min_lr: float = 1e-6  # plateau
     warmup_epochs: int = 0  # cosine: linear warm-up
     alpha: float = 0.0  # cosine: final rate as a fraction of learning_rate
+    warmup_fraction: float = 0.2  # onecycle: share of all steps spent rising to learning_rate
+    start_factor: float = 0.2  # onecycle: first rate as a fraction of learning_rate
+    end_factor: float = 0.0  # onecycle: last rate as a fraction of learning_rate
 
 
 @dataclass
@@ -148,6 +182,9 @@ class TrainerConfig:
     steps_per_execution: int = 8  # training steps per compiled call (less Python overhead; same result)
     distribute: Distribute = Distribute.none
     cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
+    feed: Feed = Feed.auto  # how training batches reach the model (see cifarx.data.feed)
+    eval_batch_size: Optional[int] = None  # validation/evaluation batch; null: max(256, batch_size)
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) * one-hot + s / classes
 
 
 @dataclass
@@ -161,6 +198,7 @@ class TrainConfig:
     experiment_name: Optional[str] = None
     resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
+    tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
 
 
 @dataclass
@@ -169,6 +207,8 @@ class EvaluateConfig:
     checkpoint: Checkpoint = Checkpoint.best
     batch_size: int = 256
     seed: int = 42
+    tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
+    data_root: Optional[str] = None  # read the run's images from here instead (moved data)
 
 
 class Scale(StrEnum):
@@ -233,11 +273,12 @@ def register_configs() -> None:
     cs.store(name="schema_data", node=DataConfig)
     cs.store(name="schema_model_simple_cnn", node=SimpleCNNConfig)
     cs.store(name="schema_model_vgg", node=VGGConfig)
+    cs.store(name="schema_model_airbench", node=AirbenchConfig)
     cs.store(name="schema_optimizer", node=OptimizerConfig)
     cs.store(name="schema_schedule", node=ScheduleConfig)
 
 
-MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19")
+MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19", "airbench")
 RESUMABLE = ("interrupted", "failed", "completed", "running")
 # What `resume=` may change: the length of the run (to finish or extend it), and Hydra's own keys.
 RESUME_OVERRIDES = ("trainer.epochs",)
@@ -270,6 +311,8 @@ def validate_evaluate(cfg: DictConfig) -> None:
              "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
     _require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    if cfg.data_root is not None:
+        _require(Path(str(cfg.data_root)).expanduser().exists(), f"data_root='{cfg.data_root}' does not exist")
 
 
 def validate_extract(cfg: DictConfig) -> None:
@@ -321,6 +364,8 @@ def validate_train(cfg: DictConfig) -> None:
              f"trainer.inter_op_threads={t.inter_op_threads} must be positive or null")
     _require(t.steps_per_execution > 0, f"trainer.steps_per_execution={t.steps_per_execution} must be positive")
     _require(t.cpu_devices is None or t.cpu_devices > 0, f"trainer.cpu_devices={t.cpu_devices} must be positive")
+    _require(t.eval_batch_size is None or t.eval_batch_size > 0,
+             f"trainer.eval_batch_size={t.eval_batch_size} must be positive or null")
     validate_data(cfg.data)
     _require(cfg.model.name in MODEL_NAMES,
              f"model.name={cfg.model.name!r} is not one of: {', '.join(MODEL_NAMES)}")
@@ -340,6 +385,16 @@ def validate_train(cfg: DictConfig) -> None:
     if sch.name == ScheduleName.cosine:
         _require(0 <= sch.warmup_epochs < t.epochs,
                  f"schedule.warmup_epochs={sch.warmup_epochs} must be in [0, trainer.epochs)")
+    if sch.name == ScheduleName.onecycle:
+        _require(0 <= sch.warmup_fraction < 1, f"schedule.warmup_fraction={sch.warmup_fraction} must be in [0, 1)")
+        _require(sch.start_factor >= 0 and sch.end_factor >= 0,
+                 f"schedule.start_factor={sch.start_factor} and schedule.end_factor={sch.end_factor} must be >= 0")
+    _require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
+    if opt.ema is not None:
+        _require(0 < opt.ema < 1, f"optimizer.ema={opt.ema} must be in (0, 1) or null")
+        _require(t.evaluate == Checkpoint.last,
+                 "optimizer.ema averages the weights only when training ends, so best.keras would hold raw "
+                 "weights: set trainer.evaluate=last")
     if cfg.model.name in ("vgg16", "vgg19"):
         m = cfg.model
         _require(m.input_size >= 32, f"model.input_size={m.input_size} must be >= 32 (VGG's minimum)")
@@ -348,6 +403,15 @@ def validate_train(cfg: DictConfig) -> None:
                  "model.finetune.blocks and model.finetune.epochs must be >= 0")
         _require((m.finetune.blocks > 0) == (m.finetune.epochs > 0),
                  "model.finetune.blocks and model.finetune.epochs must both be 0 or both be positive")
+    elif cfg.model.name == "airbench":
+        m = cfg.model
+        _require(len(m.widths) > 0 and all(w > 0 for w in m.widths) and m.width > 0,
+                 f"model.widths={list(m.widths)} and model.width={m.width} must be positive")
+        _require(m.convs_per_block >= 1, f"model.convs_per_block={m.convs_per_block} must be >= 1")
+        _require(m.whiten_kernel >= 1 and m.whiten_images >= 2,
+                 f"model.whiten_kernel={m.whiten_kernel} must be >= 1 and model.whiten_images={m.whiten_images} >= 2")
+        _require(0 <= m.bn_momentum < 1, f"model.bn_momentum={m.bn_momentum} must be in [0, 1)")
+        _require(m.bias_lr_scale > 0, f"model.bias_lr_scale={m.bias_lr_scale} must be > 0")
     else:
         _require(all(0 <= d < 1 for d in cfg.model.dropout),
                  f"model.dropout={list(cfg.model.dropout)} must be in [0, 1)")

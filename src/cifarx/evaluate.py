@@ -21,8 +21,40 @@ TOP_CONFUSED = 5
 MISCLASSIFIED_SHOWN = 24
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """NHWC images moved by (dy, dx) pixels, the uncovered border filled by reflection."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    h, w = x.shape[1:3]
+    return padded[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
+
+def tta_views(x: np.ndarray, tta: str) -> list[tuple[float, np.ndarray]]:
+    """(weight, images) pairs whose weighted mean of predictions is the TTA prediction.
+
+    ``flip``: the image and its mirror image, equally (so a mirrored input gets exactly the same
+    prediction). ``flip_translate``: half that, half the same for 1-pixel shifts up-left and
+    down-right (airbench's level-2 TTA).
+    """
+    mirror = x[:, :, ::-1]
+    if tta == "none":
+        return [(1.0, x)]
+    if tta == "flip":
+        return [(0.5, x), (0.5, mirror)]
+    if tta == "flip_translate":
+        shifted = [_shift(v, d, d) for d in (-1, 1) for v in (x, mirror)]
+        return [(0.25, x), (0.25, mirror)] + [(0.125, v) for v in shifted]
+    raise ValueError(f"tta={tta!r}; choose one of: none, flip, flip_translate")
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
+    """Class probabilities; with ``tta`` the weighted mean over augmented views (inference mode,
+    so augmentation layers inside the model stay off)."""
+    total = None
+    for weight, view in tta_views(np.asarray(x), tta):
+        p = weight * np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
+        total = p if total is None else total + p
+    return total
 
 
 def split_scores(y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
@@ -100,18 +132,19 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
 
 
 def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Predict every split with a Keras model and write the evaluation."""
+                   extra: dict[str, Any] | None = None, tta: str = "none") -> dict[str, Any]:
+    """Predict every split with a Keras model and write the evaluation. Test-time augmentation
+    applies to val and test; the train split is scored plainly (a fit diagnostic)."""
     scores, test = {}, None
     for split, (x, y) in data.splits().items():
-        proba = predict_proba(model, x, batch_size)
+        proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta)
         pred = proba.argmax(axis=1)
         scores[split] = split_scores(y, proba, pred, data.num_classes)
         if split == "test":
             test = (proba, pred)
     return write_evaluation(run, class_names=data.class_names, scores=scores, y_test=data.y_test,
                             pred_test=test[1], proba_test=test[0], x_test=data.x_test,
-                            history=history, extra=extra)
+                            history=history, extra={**(extra or {}), "tta": tta})
 
 
 def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
@@ -122,13 +155,15 @@ def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
     run = run or RunDir.from_hydra("evaluate")
     source = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     train_cfg = OmegaConf.load(source / "config.yaml")
+    if cfg.get("data_root") is not None:  # the same images, read from where they are now
+        train_cfg.data.root = str(cfg.data_root)
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
     model = load_model(source / f"{cfg.checkpoint}.keras")
     history = read_history(source / "history.csv") or None
     extra = {"source_run": str(source), "checkpoint": str(cfg.checkpoint), "model": train_cfg.model.name,
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
-    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra)
+    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=str(cfg.tta))
     metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
     return metrics
 

@@ -26,29 +26,6 @@ def parallel_jobs() -> int:
     return int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
 
 
-def compute_devices() -> list[str]:
-    """The devices the backend will compute on (CPU, GPUs), for provenance."""
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            return [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()]
-        if backend == "jax":
-            import jax
-
-            return [str(d) for d in jax.devices()]
-        if backend == "torch":
-            import torch
-
-            return ["cpu"] + [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception as exc:  # provenance must never break a run
-        return [f"unknown ({type(exc).__name__})"]
-    return []
-
-
 def distribution_scope(trainer_cfg):
     """A factory of the scope models are built and compiled in (MirroredStrategy for
     distribute=mirrored, else a no-op), and the number of replicas."""
@@ -107,15 +84,22 @@ def configure_backend(trainer_cfg, seed: int) -> None:
     keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
 
 
+def eval_batch_size(trainer_cfg) -> int:
+    """The batch size for validation and evaluation (inference needs no small batches)."""
+    return int(trainer_cfg.eval_batch_size or max(256, int(trainer_cfg.batch_size)))
+
+
 def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str,
                append: bool):
+    """Per-epoch callbacks only (plus live progress on a terminal): a per-batch hook makes Keras
+    wait for every step before queueing the next, which costs most where steps are fastest."""
     import keras
 
-    from cifarx.callbacks import EpochInfo, EpochSeeds, Progress
+    from cifarx.callbacks import EpochInfo, EpochSeeds, StopOnNonFinite, progress_callback
     from cifarx.optim import schedule_callbacks
 
-    progress = Progress(epochs, steps, stage="[finetune] " if stage == 2 else "")
-    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), keras.callbacks.TerminateOnNaN(), checkpoint,
+    progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "")
+    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), checkpoint,
            keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append), progress]
     cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
     if cfg.trainer.early_stopping:
@@ -127,16 +111,16 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
 
 
 def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str):
-    from cifarx.data.feed import EpochBatches
+    from cifarx.data.feed import training_feed
 
-    batch = int(cfg.trainer.batch_size)
-    feed = EpochBatches(data.x_train, data.y_train, batch, int(cfg.seed), first_epoch=initial_epoch)
-    callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, len(feed), monitor,
+    feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, int(cfg.trainer.batch_size),
+                                            int(cfg.seed), initial_epoch, str(cfg.trainer.feed))
+    callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor,
                                      append=initial_epoch > 0)
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
     history = model.fit(feed, epochs=epochs, initial_epoch=initial_epoch, validation_data=validation,
-                        validation_batch_size=max(256, batch), callbacks=callbacks, verbose=0,
-                        shuffle=False)  # the feed shuffles, by (seed, epoch); Keras would reorder batches
+                        validation_batch_size=eval_batch_size(cfg.trainer), callbacks=[feed_epoch, *callbacks],
+                        verbose=0, shuffle=False)  # the feed orders batches by (seed, epoch)
     losses = history.history.get("loss", [])
     if not losses or not np.all(np.isfinite(losses)):
         raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'} at epoch "
@@ -146,8 +130,10 @@ def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epoc
 
 
 def _compile(model, optimizer, cfg, steps_per_execution: int) -> None:
-    """The one compile both training stages use: sparse cross-entropy, accuracy."""
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+    """The one compile both training stages use: (label-smoothed) sparse cross-entropy, accuracy."""
+    from cifarx.optim import build_loss
+
+    model.compile(optimizer=optimizer, loss=build_loss(float(cfg.trainer.label_smoothing)), metrics=["accuracy"],
                   jit_compile=cfg.trainer.jit_compile, steps_per_execution=steps_per_execution)
 
 
@@ -207,6 +193,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
 
     from cifarx.callbacks import AtomicCheckpoint
     from cifarx.data import load_dataset
+    from cifarx.data.feed import resolve_feed
+    from cifarx.devices import compute_devices, training_device, unused_gpu_hint
     from cifarx.evaluate import evaluate_model
     from cifarx.models import load_model, preprocessing_rule
 
@@ -215,7 +203,11 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     seed = int(cfg.seed)
     configure_backend(cfg.trainer, seed)
     data = load_dataset(cfg.data, seed)
-    run.write_provenance(data=data.source, backend=keras.backend.backend(), devices=compute_devices())
+    devices = compute_devices()
+    run.write_provenance(data=data.source, backend=keras.backend.backend(), devices=devices)
+    hint = unused_gpu_hint(devices)
+    if hint:
+        log.warning(hint)
     log.info("data: %s (%s) train %d, val %d, test %d, %d classes, loaded in %.1fs",
              data.source["root"], data.source["format"], len(data.y_train), len(data.y_val),
              len(data.y_test), data.num_classes, data.source["load_seconds"])
@@ -279,6 +271,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "batch_size": batch, "precision": str(cfg.trainer.precision),
         "steps_per_execution": steps_per_execution,
         "jit_compile": cfg.trainer.jit_compile, "backend": keras.backend.backend(),
+        "device": training_device(devices), "feed": resolve_feed(str(cfg.trainer.feed)),
         "resumed": resuming, "replicas": replicas,
         "epoch_seconds": round(mean_epoch, 3),
         "epoch_times": [round(t, 3) for t in epoch_seconds],
@@ -286,7 +279,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 3), "stages": stages,
         "data_sha256": data.source["sha256"],
     }
-    metrics = evaluate_model(run, model, data, max(256, batch), history, extra)
+    metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run.write_metrics(metrics)
     run.write_provenance(wall_seconds=metrics["seconds"])

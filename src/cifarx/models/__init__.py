@@ -8,11 +8,13 @@ import keras
 
 from cifarx.data import Dataset, channel_stats
 from cifarx.errors import ConfigError
+from cifarx.models.airbench import build_airbench
 from cifarx.models.preprocessing import input_pipeline
 from cifarx.models.simple_cnn import build_simple_cnn
 from cifarx.models.vgg import build_vgg, uses_imagenet_preprocessing
 
-BUILDERS: dict[str, Callable] = {"simple_cnn": build_simple_cnn, "vgg16": build_vgg, "vgg19": build_vgg}
+BUILDERS: dict[str, Callable] = {"simple_cnn": build_simple_cnn, "vgg16": build_vgg, "vgg19": build_vgg,
+                                 "airbench": build_airbench}
 
 
 def preprocessing_rule(model_cfg, data_cfg) -> str:
@@ -38,10 +40,28 @@ def build_model(model_cfg, data_cfg, data: Dataset, seed: int) -> keras.Model:
     inputs = keras.Input(shape=data.x_train.shape[1:], dtype="uint8", name="image")
     x = input_pipeline(inputs, normalize=rule, mean=mean, std=std, augment=data_cfg.augment,
                        seed=seed, imagenet=rule == "imagenet")
-    outputs = BUILDERS[name](x, model_cfg, data.num_classes)
+    builder = BUILDERS[name]
+    extra = {}
+    if getattr(builder, "needs_train_sample", False):  # e.g. a whitening stem computed from the data
+        extra["train_sample"] = preprocessed_sample(inputs, x, data.x_train, int(model_cfg.whiten_images), seed)
+    outputs = builder(x, model_cfg, data.num_classes, **extra)
     return keras.Model(inputs, outputs, name=name)
 
 
+def preprocessed_sample(inputs, preprocessed, x_train, count: int, seed: int):
+    """``count`` training images (seeded choice) as the layers after the input pipeline see them
+    at inference: normalised, not augmented. Only the training split is ever used."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(x_train), size=min(count, len(x_train)), replace=False))
+    pipeline = keras.Model(inputs, preprocessed)
+    return np.asarray(pipeline.predict(x_train[pick], batch_size=500, verbose=0))
+
+
 def load_model(path) -> keras.Model:
-    """Load a saved cifarx model; importing this package registers its custom layers first."""
+    """Load a saved cifarx model; importing this package registers its custom layers first
+    (and cifarx.optim its schedule and loss)."""
+    import cifarx.optim  # noqa: F401  (registers TriangularSchedule, SparseSmoothedCrossentropy)
+
     return keras.models.load_model(str(path))

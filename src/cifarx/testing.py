@@ -1,0 +1,90 @@
+"""Small CIFAR-10-shaped datasets in every on-disk format cifarx reads, and the real config composed
+as the CLI composes it: shared by the test suite and the benchmarks (nothing here is needed to train).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def make_images(n_per_class: int, seed: int, classes=CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy images whose mean colour depends on the class, so a model can learn something."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(classes)), n_per_class)
+    rng.shuffle(labels)
+    base = (np.linspace(20, 235, len(classes))[:, None] * np.array([1.0, 0.6, 0.3])[None, :]) % 255
+    images = base[labels][:, None, None, :] + rng.normal(0, 25, (len(labels), 32, 32, 3))
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def write_batches_dir(root: Path, train_per_class: int = 10, test_per_class: int = 4) -> Path:
+    """A cifar-10-batches-py directory in the original pickle format."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x_train, y_train = make_images(train_per_class, seed=1)
+    x_test, y_test = make_images(test_per_class, seed=2)
+
+    def dump(name, x, y):
+        flat = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": flat, b"labels": [int(v) for v in y], b"batch_label": name.encode()}, f)
+
+    for i, (xs, ys) in enumerate(zip(np.array_split(x_train, 5), np.array_split(y_train, 5)), start=1):
+        dump(f"data_batch_{i}", xs, ys)
+    dump("test_batch", x_test, y_test)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, f)
+    return folder
+
+
+def write_tarball(root: Path, **kw) -> Path:
+    folder = write_batches_dir(root / "src", **kw)
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    return archive
+
+
+def write_image_dir(root: Path, train_per_class: int = 10, test_per_class: int = 4,
+                    fmt: str = "png", classes=CLASSES) -> Path:
+    from PIL import Image
+
+    folder = root / "images"
+    for split, n, seed in (("train", train_per_class, 3), ("test", test_per_class, 4)):
+        x, y = make_images(n, seed, classes)
+        for i, (img, label) in enumerate(zip(x, y)):
+            d = folder / split / classes[label]
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"{i:04d}.{fmt}")
+    return folder
+
+
+def write_zip(root: Path, prefix: str = "", **kw) -> Path:
+    folder = write_image_dir(root / "zsrc", fmt="jpg", **kw)
+    archive = root / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, prefix + path.relative_to(folder).as_posix())
+    return archive
+
+
+def compose(command: str, overrides: list[str]):
+    """The real config, composed as the CLI does (schemas registered, resolvers on)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cifarx.config import config_dir
+    from cifarx.runtime import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        return hydra_compose(config_name=command, overrides=overrides)
+
+
