@@ -154,7 +154,8 @@ def run_arm(args, name: str, spec) -> dict:
     user and system CPU seconds (threads fighting over few cores show up as system time)."""
     cmd = [sys.executable, __file__, "--arm", json.dumps(spec), "--root", str(args.root), "--cache", str(args.cache),
            "--images", str(args.images), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
-    backend = spec[3] if isinstance(spec, list) and len(spec) > 3 else "tensorflow"
+    default = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = spec[3] if isinstance(spec, list) and len(spec) > 3 else default
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

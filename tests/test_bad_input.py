@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli, write_batches_dir
 
 CASES = {
-    "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: simple_cnn, vgg16, vgg19"),
+    "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: airbench, simple_cnn, vgg16, vgg19"),
     "unknown data option": (["data=fancy"], "unknown data 'fancy'; choose one of: augment, normalize, raw, split"),
     "misspelled key": (["trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     "wrong type": (["trainer.epochs=many"], "invalid value for 'trainer.epochs'"),

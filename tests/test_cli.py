@@ -48,7 +48,7 @@ def test_unknown_command_is_one_line(tmp_path):
 def test_command_help_is_hydras(tmp_path):
     result = run_cli(["train", "--help"], cwd=tmp_path)
     assert result.returncode == 0
-    assert "model: simple_cnn, vgg16, vgg19" in result.stdout
+    assert "model: airbench, simple_cnn, vgg16, vgg19" in result.stdout
 
 
 def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):

@@ -204,7 +204,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
         return {}
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
+    # Keras' CSVLogger writes "NA" for val_* columns it adds when a run has no validation split.
+    columns = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in (rows[0] if rows else {})}
+    return {k: v for k, v in columns.items() if v}
 
 
 def read_status(run: Path) -> str | None:

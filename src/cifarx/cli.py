@@ -24,7 +24,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19) and evaluate it"),
+    "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19, airbench) and evaluate it"),
     "evaluate": Command("cifarx.evaluate:run_evaluate", "re-evaluate a trained run: run=<train run dir>"),
     "data": Command("cifarx.stats:run_data", "describe a dataset: class counts, channel stats, sample grid"),
     "extract": Command("cifarx.extract:run_extract", "turn images into feature vectors with a trained model"),

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 log = logging.getLogger("cifarx")
 
 COLUMNS = ["run", "command", "status", "overrides", "train_accuracy", "val_accuracy", "test_accuracy",
-           "seconds", "error"]
+           "seconds", "error", "experiment", "reference_accuracy", "epochs", "device", "model", "tta"]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -40,14 +40,28 @@ def _overrides(run: Path) -> str:
     return " ".join(i for i in items if not i.startswith(("hydra.", "hydra/", "data.root=", "data.cache_dir=")))
 
 
+def _reference(run: Path) -> tuple[str | None, float | None]:
+    """The experiment's name and the accuracy its config says the report reached, if any."""
+    path = run / "config.yaml"
+    if not path.exists():
+        return None, None
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    return cfg.get("experiment_name"), cfg.get("reference_accuracy")
+
+
 def row_for(run: Path) -> dict[str, Any]:
     status = json.loads((run / "status.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     seconds = metrics.get("seconds", metrics.get("fit_seconds", status.get("seconds")))
+    experiment, reference = _reference(run)
     return {"run": str(run), "command": status.get("command", ""), "status": status.get("status", ""),
             "overrides": _overrides(run), "train_accuracy": metrics.get("train_accuracy"),
             "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
-            "seconds": seconds, "error": status.get("error", "")}
+            "seconds": seconds, "error": status.get("error", ""), "experiment": experiment,
+            "reference_accuracy": reference, "epochs": metrics.get("epochs"), "device": metrics.get("device"),
+            "model": metrics.get("model") or metrics.get("classifier"), "tta": metrics.get("tta")}
 
 
 def table(paths: Sequence[str | Path], sort_by: str = "val_accuracy") -> list[dict[str, Any]]:
@@ -70,6 +84,32 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def verdict(measured: float | None, reference: float | None, tolerance: float = 0.005) -> str:
+    """How a measured accuracy stands against the report's: beats, matches (within 0.5 points), below."""
+    if measured is None or reference is None:
+        return "-"
+    diff = 100 * (measured - reference)
+    if abs(diff) <= 100 * tolerance:
+        return f"matches ({diff:+.1f})"
+    return f"{'beats' if diff > 0 else 'below'} ({diff:+.1f})"
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """The results table as Markdown: one row per run, the report's number beside cifarx's."""
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * float(value):.2f}%"
+
+    lines = ["| run | experiment | epochs | test accuracy | report | vs report | seconds | device |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = Path(r["run"]).name
+        seconds = "-" if r["seconds"] is None else f"{float(r['seconds']):,.0f}"
+        lines.append(f"| {name} | {r['experiment'] or r['command']} | {r['epochs'] or '-'} | {pct(r['test_accuracy'])} "
+                     f"| {pct(r['reference_accuracy'])} | {verdict(r['test_accuracy'], r['reference_accuracy'])} "
+                     f"| {seconds} | {r['device'] or '-'} |")
+    return "\n".join(lines) + "\n"
 
 
 def varying(rows: list[dict[str, Any]]) -> list[str]:
@@ -104,6 +144,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--sort", default="val_accuracy", choices=COLUMNS,
                         help="column to sort by (accuracies descending; default: val_accuracy)")
     parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV ('-' for stdout)")
+    parser.add_argument("--format", choices=["table", "markdown"], default="table",
+                        help="markdown: the results table with the report's numbers beside (for the README)")
     args = parser.parse_args(argv)
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -118,5 +160,8 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if args.csv:
         Path(args.csv).write_text(to_csv(rows))
+    if args.format == "markdown":
+        sys.stdout.write(to_markdown(rows))
+        return 0
     print_rows(rows, f"{len(rows)} runs, sorted by {args.sort}")
     return 0

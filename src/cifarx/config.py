@@ -160,7 +160,7 @@ class ScheduleConfig:
     factor: float = 0.5  # plateau: multiply the rate by this
     patience: int = 2  # plateau: epochs without val_loss improvement
     min_lr: float = 1e-6  # plateau
-    warmup_epochs: int = 0  # cosine: linear warm-up
+    warmup_epochs: int = 0  # cosine, step, constant: linear warm-up from 0 over this many epochs
     alpha: float = 0.0  # cosine: final rate as a fraction of learning_rate
     warmup_fraction: float = 0.2  # onecycle: share of all steps spent rising to learning_rate
     start_factor: float = 0.2  # onecycle: first rate as a fraction of learning_rate
@@ -199,6 +199,7 @@ class TrainConfig:
     resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
     tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
+    reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
 
 
 @dataclass
@@ -251,6 +252,8 @@ class ClassicConfig:
     pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
     seed: int = 42
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers
+    experiment_name: Optional[str] = None
+    reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
 
 
 @dataclass
@@ -382,7 +385,7 @@ def validate_train(cfg: DictConfig) -> None:
     if sch.name == ScheduleName.plateau:
         _require(0 < sch.factor < 1, f"schedule.factor={sch.factor} must be in (0, 1)")
         _require(cfg.data.val_fraction > 0, "schedule=plateau watches val_loss: set data.val_fraction > 0")
-    if sch.name == ScheduleName.cosine:
+    if sch.name in (ScheduleName.cosine, ScheduleName.step, ScheduleName.constant):
         _require(0 <= sch.warmup_epochs < t.epochs,
                  f"schedule.warmup_epochs={sch.warmup_epochs} must be in [0, trainer.epochs)")
     if sch.name == ScheduleName.onecycle:

@@ -24,10 +24,14 @@ FEATURES_META = "features.json"
 
 
 def feature_layer(model, name: str | None):
-    """The named layer, or by default the one right before the final classifier."""
+    """The named layer, or by default the one right before the final classifier (the last Dense
+    layer, whatever scaling or softmax follows it)."""
+    import keras
+
     names = [layer.name for layer in model.layers]
     if name is None:
-        return model.layers[-2]
+        dense = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Dense)]
+        return model.layers[(dense[-1] if dense else len(model.layers) - 1) - 1]
     if name not in names:
         raise ConfigError(f"layer='{name}' is not a layer of this model; choose one of: {', '.join(names[1:])}")
     return model.get_layer(name)

@@ -33,6 +33,32 @@ class TriangularSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Ramp linearly from 0 to ``after`` (a rate or a schedule) over the first ``warmup`` steps."""
+
+    def __init__(self, after, warmup: int):
+        self.after, self.warmup = after, int(warmup)
+
+    def __call__(self, step):
+        target = self.after(step) if callable(self.after) else self.after
+        ramp = ops.minimum(ops.cast(step, "float32") / float(max(self.warmup, 1)), 1.0)
+        return ramp * target
+
+    def get_config(self):
+        after = self.after
+        if isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
+            after = keras.optimizers.schedules.serialize(after)
+        return {"after": after, "warmup": self.warmup}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config["after"]
+        if isinstance(after, dict):
+            after = keras.optimizers.schedules.deserialize(after)
+        return cls(after, config["warmup"])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SparseSmoothedCrossentropy(keras.losses.Loss):
     """Cross-entropy on integer labels with label smoothing (Keras' sparse loss has no smoothing)."""
 
@@ -63,13 +89,14 @@ def learning_rate(opt_cfg, sched_cfg, steps_per_epoch: int, epochs: int, base_lr
     """
     lr = float(base_lr if base_lr is not None else opt_cfg.learning_rate)
     name = ScheduleName(sched_cfg.name)
+    warmup = int(sched_cfg.get("warmup_epochs") or 0) * steps_per_epoch
     if name == ScheduleName.step and sched_cfg.boundaries:
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
+        step = keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries=[int(b) * steps_per_epoch for b in sched_cfg.boundaries],
             values=[lr * float(f) for f in sched_cfg.factors],
         )
+        return LinearWarmup(step, warmup) if warmup else step
     if name == ScheduleName.cosine:
-        warmup = int(sched_cfg.warmup_epochs) * steps_per_epoch
         total = max(1, epochs * steps_per_epoch - warmup)
         if warmup:
             return keras.optimizers.schedules.CosineDecay(
@@ -80,6 +107,8 @@ def learning_rate(opt_cfg, sched_cfg, steps_per_epoch: int, epochs: int, base_lr
         total = max(1, epochs * steps_per_epoch)
         return TriangularSchedule(lr, total, int(round(float(sched_cfg.warmup_fraction) * total)),
                                   start=float(sched_cfg.start_factor), end=float(sched_cfg.end_factor))
+    if name == ScheduleName.constant and warmup:
+        return LinearWarmup(lr, warmup)
     return lr
 
 

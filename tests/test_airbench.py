@@ -1,0 +1,122 @@
+"""The airbench model family and the training tricks every model can use (issue: a strong, fast model)."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cifarx.artifacts import RunDir
+from cifarx.data import Dataset
+from cifarx.evaluate import predict_proba, tta_views
+from cifarx.models import build_model, load_model
+from cifarx.models.airbench import whitening_kernel
+from cifarx.optim import TriangularSchedule
+from conftest import compose, tiny_train_overrides, write_batches_dir
+
+
+def dataset(train: np.ndarray, test: np.ndarray) -> Dataset:
+    y_train, y_test = np.arange(len(train)) % 10, np.arange(len(test)) % 10
+    return Dataset(train, y_train, train[:0], y_train[:0], test, y_test, [str(i) for i in range(10)])
+
+
+def images(n: int, seed: int, low: int = 0, high: int = 256) -> np.ndarray:
+    return np.random.default_rng(seed).integers(low, high, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_airbench_at_airbench94_width_has_its_parameter_count_and_named_layers():
+    cfg = compose("train", ["model=airbench"])
+    model = build_model(cfg.model, cfg.data, dataset(images(40, 0), images(10, 1)), seed=0)
+    # whitening 2*2*3*24 (frozen) + convs 24*64*9 + 64*64*9 + 64*256*9 + 256*256*9 * 3 + BN biases + 256*10
+    assert model.count_params() == 1_972_336
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert model.count_params() - trainable == 288 + 2 * 2 * (64 + 256 + 256)  # stem + BN moving stats
+    names = {layer.name for layer in model.layers}
+    assert {"whiten", "block1_1_conv", "block2_2_bn", "block3_2_act", "features", "logits",
+            "predictions"} <= names
+    assert tuple(model.get_layer("features").output.shape[1:]) == (256,)
+    half = compose("train", ["experiment=fast_cpu"])
+    small = build_model(half.model, half.data, dataset(images(40, 0), images(10, 1)), seed=0)
+    assert small.count_params() == 498_656
+
+
+def test_whitening_stem_comes_from_training_images_only():
+    """A stem computed with test images would differ: the test split is very unlike the train split."""
+    train, test = images(60, 0, 0, 128), images(60, 1, 128, 256)
+    cfg = compose("train", ["model=airbench", "data=raw"])  # raw pixels: the stem sees uint8 values as floats
+    model = build_model(cfg.model, cfg.data, dataset(train, test), seed=0)
+    stem = keras.ops.convert_to_numpy(model.get_layer("whiten").kernel)
+    np.testing.assert_allclose(stem, whitening_kernel(train.astype("float32"), 2, 5e-4), rtol=1e-4, atol=1e-5)
+    leaked = whitening_kernel(np.concatenate([train, test]).astype("float32"), 2, 5e-4)
+    assert not np.allclose(stem, leaked, rtol=1e-2, atol=1e-3)
+    assert not model.get_layer("whiten").trainable
+
+
+def test_whitening_kernel_whitens_patches():
+    x = np.random.default_rng(0).normal(size=(200, 8, 8, 3)) @ np.array([[1, 0.9, 0], [0, 1, 0.5], [0, 0, 1.0]])
+    kernel = whitening_kernel(x, 2, 0.0)[..., :12]  # the positive half
+    patches = np.stack([x[:, i:7 + i, j:7 + j] for i in range(2) for j in range(2)], axis=3).reshape(-1, 12)
+    out = (patches - patches.mean(0)) @ kernel.reshape(12, 12)
+    np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=0.05)
+
+
+def test_flip_tta_is_exact_and_only_changes_evaluation():
+    cfg = compose("train", ["model=airbench", "model.width=0.125", "data=augment"])
+    x = images(16, 2)
+    model = build_model(cfg.model, cfg.data, dataset(images(40, 0), x), seed=0)
+    plain = predict_proba(model, x, 8)
+    flipped_input = predict_proba(model, x[:, :, ::-1], 8, "flip")
+    np.testing.assert_array_equal(predict_proba(model, x, 8, "flip"), flipped_input)  # mirror in, same out
+    np.testing.assert_allclose(predict_proba(model, x, 8, "flip"),
+                               0.5 * plain + 0.5 * predict_proba(model, x[:, :, ::-1], 8), rtol=1e-12)
+    assert not np.allclose(predict_proba(model, x, 8, "flip"), plain)
+    np.testing.assert_array_equal(predict_proba(model, x, 8), plain)  # augmentation inactive at inference
+    weights = [w for w, _ in tta_views(x, "flip_translate")]
+    assert abs(sum(weights) - 1) < 1e-12 and len(weights) == 6
+
+
+def test_triangular_schedule_rises_then_falls():
+    schedule = TriangularSchedule(peak=1.0, total=100, warmup=20, start=0.2, end=0.0)
+    lr = [float(schedule(step)) for step in (0, 10, 20, 60, 100, 150)]
+    np.testing.assert_allclose(lr, [0.2, 0.6, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_path):
+    from cifarx.classic import run_classic
+    from cifarx.extract import run_extract
+    from cifarx.train import run_train
+
+    root = write_batches_dir(tmp_path / "data", train_per_class=12, test_per_class=4)
+    overrides = [*tiny_train_overrides(root, tmp_path / "cache", epochs=2), "model=airbench", "model.width=0.125",
+                 "model.whiten_images=50", "optimizer=sgd", "optimizer.learning_rate=0.1", "optimizer.ema=0.9",
+                 "schedule=onecycle", "trainer.label_smoothing=0.2", "trainer.evaluate=last", "tta=flip"]
+    overrides = [o for o in overrides if not o.startswith("model.filters")]
+    cfg = compose("train", overrides)
+    run = RunDir(tmp_path / "train", "train")
+    run.begin(cfg)
+    metrics = run_train(cfg, run)
+    assert metrics["tta"] == "flip" and metrics["evaluated_checkpoint"] == "last"
+    saved, last = load_model(run.file("model.keras")), load_model(run.file("last.keras"))
+    averages = last.optimizer._model_variables_moving_average  # aligned with the trainable weights
+    assert len(averages) == len(saved.trainable_weights)
+    for weight, average in zip(saved.trainable_weights, averages):  # model.keras holds the averages
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weight), keras.ops.convert_to_numpy(average),
+                                   rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+               for a, b in zip(saved.trainable_weights, last.trainable_weights))
+    data_cfg = compose("evaluate", [f"run={run.path}"])
+    assert json.loads(run.file("metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+
+    ex_cfg = compose("extract", [f"run={run.path}"])
+    extract = RunDir(tmp_path / "extract", "extract")
+    extract.begin(ex_cfg)
+    features = run_extract(ex_cfg, extract)
+    assert features["layer"] == "features" and features["dim"] == 32
+    cl_cfg = compose("classic", [f"features={extract.path}", "clf=logreg"])
+    classic = RunDir(tmp_path / "classic", "classic")
+    classic.begin(cl_cfg)
+    assert 0.0 <= run_classic(cl_cfg, classic)["test_accuracy"] <= 1.0
+    assert data_cfg.tta == "none"
