@@ -178,7 +178,7 @@ class TrainerConfig:
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     deterministic: bool = False  # TensorFlow op determinism (slower)
     threads: Optional[int] = None  # TensorFlow intra-op threads; null: all cores
-    inter_op_threads: Optional[int] = 1  # TensorFlow ops run at once; 1 was fastest on 2 cores; null: TF's choice
+    inter_op_threads: Optional[int] = None  # TensorFlow ops run at once; null: its own choice (fastest with the tf_data feed)
     steps_per_execution: int = 8  # training steps per compiled call (less Python overhead; same result)
     distribute: Distribute = Distribute.none
     cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
