@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,33 @@ def _resume_problem(overrides: list[str], multirun: bool) -> str | None:
     return None
 
 
+def hydra_quote(value: str) -> str:
+    """``value`` as one quoted Hydra override value: spaces, '=', ',', brackets and non-ASCII
+    letters stay literal (Hydra's grammar would split or reject them unquoted)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def explicit_run_dir(overrides: list[str]) -> str | None:
+    """The value of the last ``hydra.run.dir=`` override, unquoted (None when not given)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    return _unquote(given[-1].strip()) if given else None
+
+
 def output_problem(overrides: list[str]) -> str | None:
     """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
-    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), "outputs")
+    target = explicit_run_dir(overrides)
+    if target is not None and not target.strip():
+        return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
+                "or leave it out for a fresh timestamped one")
+    target = target or "outputs"
     path = Path(target).expanduser().absolute()
     parent = path
     while not parent.exists():
@@ -190,11 +215,24 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if problem:
             return fail(name, problem)
         # Continue in the run's own directory; Hydra's copy of this invocation goes beside its own.
-        rest = [*rest, f"hydra.run.dir={Path(resume[0]).expanduser().resolve()}", "hydra.output_subdir=.hydra/resume"]
+        # The path is taken verbatim (any name: '=', ',', spaces) and handed to Hydra quoted.
+        run_path = str(Path(_unquote(resume[-1])).expanduser().resolve())
+        rest = [a for a in rest if not a.startswith(("resume=", "hydra.run.dir="))]
+        rest += [f"resume={hydra_quote(run_path)}", f"hydra.run.dir={hydra_quote(run_path)}",
+                 "hydra.output_subdir=.hydra/resume"]
     if not inspecting and not multirun:
         message = preflight(name, _split_overrides(rest))
         if message:
             return fail(name, message)
+        run_dir = explicit_run_dir(_split_overrides(rest))
+        if run_dir is not None:  # own the folder before Hydra writes anything into it
+            from cifarx.errors import CifarxError, one_line
+            from cifarx.runtime import claim_run_dir
+
+            try:
+                claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
+            except CifarxError as exc:
+                return fail(name, one_line(str(exc)))
 
     import hydra
 
