@@ -130,9 +130,7 @@ def lock_run_dir(path: str | os.PathLike) -> None:
             raise
         raise RunError(f"run directory '{path}' is in use by another cifarx process{_holder(path)}; "
                        "wait for it to finish or choose another hydra.run.dir") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _HELD[path] = fd
+    _HELD[path] = fd  # the lock file's content never changes: a refused resume leaves the run as it was
 
 
 def unlock_run_dir(path: str | os.PathLike) -> None:
@@ -142,8 +140,13 @@ def unlock_run_dir(path: str | os.PathLike) -> None:
 
 
 def _holder(path: Path) -> str:
-    with contextlib.suppress(OSError, ValueError):
-        return f" (pid {int((path / LOCK_FILE).read_text().split()[0])})"
+    """' (pid N)' of the process holding ``path``'s lock, from the kernel's table (Linux), or ''."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        inode = os.stat(path / LOCK_FILE).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "FLOCK" in fields and fields[fields.index("FLOCK") + 4].rsplit(":", 1)[1] == str(inode):
+                return f" (pid {int(fields[fields.index('FLOCK') + 3])})"
     return ""
 
 
@@ -297,6 +300,31 @@ def read_history(path: Path) -> dict[str, list[float]]:
     with path.open() as f:
         rows = list(csv.DictReader(f))
     return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})}
+
+
+def reconcile_history(run: Path, write: bool = True) -> int:
+    """The epochs a train run can resume from: those ``last.keras`` holds. history.csv rows past
+    them (written before a kill or a full disk stopped the checkpoint) are dropped, when
+    ``write``, so the resumed run retrains exactly those epochs; a checkpoint ahead of its
+    history cannot be resumed exactly and is refused."""
+    run = Path(run)
+    history = run / "history.csv"
+    lines = history.read_text().splitlines(keepends=True) if history.exists() else []
+    rows = max(len(lines) - 1, 0)
+    held = checkpoint_epochs(run / "last.keras")
+    if held is None:  # a checkpoint from before cifarx recorded its epochs
+        return rows
+    if held > rows:
+        raise RunError(f"run '{run}': last.keras holds {held} epochs but history.csv has only {rows}; "
+                       "it cannot be resumed exactly (start a new run)")
+    if held < rows and write:
+        import logging
+
+        logging.getLogger("cifarx").warning(
+            "history.csv had %d epochs but last.keras holds %d (stopped between the two writes); "
+            "epochs after %d are trained again", rows, held, held)
+        write_bytes_atomic(history, "".join(lines[:held + 1]).encode())
+    return held
 
 
 def read_status(run: Path) -> str | None:

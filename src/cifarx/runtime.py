@@ -108,7 +108,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from cifarx.artifacts import read_history
+    from cifarx.artifacts import reconcile_history
 
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
     saved = OmegaConf.load(run_dir / "config.yaml")
@@ -117,7 +117,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         if item.startswith("trainer.epochs="):
             saved.trainer.epochs = int(item.split("=", 1)[1])
     saved.resume = str(run_dir)
-    done = len(read_history(run_dir / "history.csv").get("loss", []))
+    done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
     if done >= int(saved.trainer.epochs):
         raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
     return saved

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.artifacts import RunDir, read_history
+from cifarx.artifacts import RunDir, read_history, reconcile_history
 from cifarx.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger("cifarx")
@@ -241,6 +241,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
              f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
 
     monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+    if resuming:
+        reconcile_history(run.path)  # drop history rows past what last.keras holds (a kill between)
     history = read_history(run.file("history.csv")) if resuming else {}
     done = len(history.get("loss", []))
     if resuming:
