@@ -188,7 +188,7 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def _target(self, name: str) -> Path:
+    def target(self, name: str) -> Path:
         """The path to write ``name`` to, remembered as this run's; refuses a vanished directory."""
         if self.begun and not self.path.is_dir():
             raise RunError(f"run directory '{self.path}' was deleted while the run was working; "
@@ -200,10 +200,10 @@ class RunDir:
 
     # -- writing -------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> Path:
-        return write_json_atomic(self._target(name), obj)
+        return write_json_atomic(self.target(name), obj)
 
     def write_text(self, name: str, text: str) -> Path:
-        return write_bytes_atomic(self._target(name), text.encode())
+        return write_bytes_atomic(self.target(name), text.encode())
 
     def write_csv(self, name: str, header: list[str], rows: list[list[Any]]) -> Path:
         buf = io.StringIO()
@@ -215,7 +215,7 @@ class RunDir:
     def save_figure(self, name: str, fig) -> Path:
         import matplotlib.pyplot as plt
 
-        with atomic_path(self._target(name)) as tmp:
+        with atomic_path(self.target(name)) as tmp:
             fig.savefig(tmp, dpi=120, bbox_inches="tight", format=Path(name).suffix.lstrip("."))
         plt.close(fig)
         return self.file(name)
@@ -225,7 +225,7 @@ class RunDir:
         same .keras archive, so the record and the weights can never disagree."""
         import zipfile
 
-        with atomic_path(self._target(name)) as tmp:
+        with atomic_path(self.target(name)) as tmp:
             model.save(tmp)
             if epochs is not None:
                 with zipfile.ZipFile(tmp, "a") as zf:

@@ -75,6 +75,7 @@ def validate_command_config(command: str, cfg: DictConfig) -> None:
     extra = keys_outside_schema(cfg)
     if extra:
         raise ConfigError(f"unknown config key '{extra[0]}' (check the spelling; `--cfg job` shows every key)")
+    schema.validate_seed(cfg)
     if command == "train":
         schema.validate_train(cfg)
     elif command == "data":

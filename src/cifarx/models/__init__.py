@@ -43,5 +43,20 @@ def build_model(model_cfg, data_cfg, data: Dataset, seed: int) -> keras.Model:
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved cifarx model; importing this package registers its custom layers first."""
-    return keras.models.load_model(str(path))
+    """Load a saved cifarx model; importing this package registers its custom layers first.
+
+    Always in Keras' safe mode (no Lambda or other code from the file is run); a damaged or
+    foreign file is a one-line RunError naming it, not Keras' traceback.
+    """
+    from pathlib import Path
+
+    from cifarx.artifacts import check_keras_file
+    from cifarx.errors import RunError, one_line
+
+    if Path(path).suffix == ".keras":
+        check_keras_file(Path(path), f"'{path}'")
+    try:
+        return keras.models.load_model(str(path), safe_mode=True)
+    except Exception as exc:
+        raise RunError(f"cannot load model '{path}': {one_line(str(exc))[:200] or type(exc).__name__} "
+                       "(damaged, from another program, or refused by Keras' safe mode); restore it or train again") from exc
