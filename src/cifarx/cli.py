@@ -239,8 +239,30 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from cifarx.config import config_dir
 
     sys.argv = [f"cifarx {name}", *rest]
-    hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    try:
+        hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    except KeyboardInterrupt:
+        if not multirun:
+            raise
+        return _sweep_interrupted(name, _split_overrides(rest))
     return 0
+
+
+def _sweep_interrupted(name: str, overrides: list[str]) -> int:
+    """Ctrl-C in a sweep: summarise the jobs that finished, list those that never ran."""
+    from cifarx.sweep import CURRENT, summarize_interrupted
+
+    sweep_dir = CURRENT.get("dir")
+    missing = summarize_interrupted(overrides)
+    where = f"; summary in {sweep_dir}" if sweep_dir else ""
+    if missing is None:
+        detail = "the sweeper decides its jobs, so the ones not run cannot be listed"
+    elif missing:
+        detail = f"{len(missing)} jobs did not run: " + "; ".join(m or "(no overrides)" for m in missing)
+    else:
+        detail = "every job had started"
+    print(f"cifarx {name}: sweep interrupted{where}; {detail}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
