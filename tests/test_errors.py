@@ -189,3 +189,12 @@ def test_own_pipeline_loads_and_a_damaged_one_is_one_line(tmp_path):
         _load_pipeline(str(run), 4, CLASSES)
     with pytest.raises(RunError, match="cannot load .*damaged"):
         _load_pipeline(str(run), 4, CLASSES, trust=True)
+
+
+@pytest.mark.parametrize("path", ["/tmp/données", "/tmp/x(1)", "/tmp/a=b,c"])
+def test_paths_that_need_quoting_say_how(path):
+    message = preflight("train", [f"data.root={path}"])
+    assert message.startswith(f"cannot parse the override data.root={path}")
+    assert f"\"data.root='{path}'\"" in message
+    quoted = preflight("train", [f"data.root='{path}'"])
+    assert quoted.startswith(f"data.root='{path}' does not exist")  # quoted as told, it parses

@@ -138,6 +138,21 @@ def output_problem(overrides: list[str]) -> str | None:
     return None
 
 
+def unparsable(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read, with how to quote it (one line)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for item in overrides:
+        try:
+            parser.parse_overrides([item])
+        except Exception:
+            key, _, value = item.partition("=")
+            return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
+                    f"such as ( ) , = [ ] need quotes: \"{key}='{value}'\" (the outer quotes are for the shell)")
+    return None
+
+
 def preflight(command: str, overrides: list[str]) -> str | None:
     """Compose and validate the config before Hydra creates a run directory.
 
@@ -155,6 +170,9 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     if problem:
         return problem
     plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    problem = unparsable(overrides)
+    if problem:
+        return problem
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
             cfg = compose(config_name=command, overrides=plain)
