@@ -45,3 +45,9 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
 def tiny_train_overrides(root: Path, cache: Path, epochs: int = 1) -> list[str]:
     return [f"data.root={root}", f"data.cache_dir={cache}", f"trainer.epochs={epochs}",
             "trainer.batch_size=32", "model.filters=[4,8,8]"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_home(tmp_path_factory):
+    """Pipeline signing keys (and anything else under XDG_CONFIG_HOME) stay out of the real home."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config_home"))

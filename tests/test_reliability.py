@@ -122,3 +122,69 @@ def test_two_jobs_building_the_same_cache_at_once(tmp_path):
     assert len(set(results)) == 1
     entries = [p for p in (tmp_path / "cache").iterdir()]
     assert len(entries) == 1 and not entries[0].name.startswith(".")  # no temporary leftovers
+
+
+# -- a kill (or a full disk) at the epoch boundary, in-process -----------------------------------
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: run_command catches no BaseException, so status stays 'running'."""
+
+
+def _train_inprocess(out, data, *extra):
+    from cifarx.runtime import run_command
+    from cifarx.train import run_train
+    from conftest import compose
+
+    root, cache = data
+    cfg = compose("train", [f"data.root={root}", f"data.cache_dir={cache}", "model.filters=[4,8,8]",
+                            "trainer.batch_size=32", "data=augment", *extra])
+    return run_command("train", run_train, cfg, run_dir=out)
+
+
+@pytest.mark.parametrize("where", ["after_history_row", "between_best_and_last", "disk_full_at_last"])
+def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, data, where, monkeypatch, capsys):
+    from cifarx.artifacts import RunDir
+    from cifarx.callbacks import AtomicCheckpoint
+
+    straight = tmp_path / "straight"
+    _train_inprocess(straight, data, "trainer.epochs=4")
+
+    part = tmp_path / "part"
+    commit, save_model = AtomicCheckpoint.commit, RunDir.save_model
+
+    def killing_commit(self):
+        if self._pending and self._pending[0] == 2:  # epoch 2's history row is written, nothing else
+            raise _Killed
+        commit(self)
+
+    def killing_save(self, name, model, epochs=None):
+        if name == "last.keras" and epochs == 2:
+            if where == "disk_full_at_last":
+                raise OSError(28, "No space left on device", str(self.file(name)))
+            raise _Killed
+        return save_model(self, name, model, epochs=epochs)
+
+    if where == "after_history_row":
+        monkeypatch.setattr(AtomicCheckpoint, "commit", killing_commit)
+    else:
+        monkeypatch.setattr(RunDir, "save_model", killing_save)
+    if where == "disk_full_at_last":
+        with pytest.raises(SystemExit) as exc:
+            _train_inprocess(part, data, "trainer.epochs=4")
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "no space left on device" in err and "resume=" in err
+        assert json.loads((part / "status.json").read_text())["status"] == "failed"
+    else:
+        with pytest.raises(_Killed):
+            _train_inprocess(part, data, "trainer.epochs=4")
+        assert json.loads((part / "status.json").read_text())["status"] == "running"
+    monkeypatch.undo()
+    with open(part / "history.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + 2  # the row of epoch 2 got out, its checkpoint did not
+
+    _train_inprocess(part, data, f"resume={part}")
+    assert [metrics(part)[k] for k in KEYS] == [metrics(straight)[k] for k in KEYS]
+    with open(part / "history.csv") as f, open(straight / "history.csv") as g:
+        assert list(csv.reader(f)) == list(csv.reader(g))
+    assert metrics(part)["epochs"] == 4 and metrics(part)["best_epoch"] == metrics(straight)["best_epoch"]

@@ -19,7 +19,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
 
     Like ModelCheckpoint, but each file is written under a temporary name and renamed, so a
-    process killed mid-save never leaves a truncated model.
+    process killed mid-save never leaves a truncated model. It must come after CSVLogger in the
+    callback list: epoch N's history row is written first, then ``best.keras``, then
+    ``last.keras``, which records inside itself how many epochs it holds: the commit point. A kill
+    at any instant leaves history.csv with at least the epochs last.keras holds, and resume drops
+    the rows past them (see ``cifarx.artifacts.reconcile_history``), so it retrains exactly the
+    epochs that were lost. Saving inside ``on_epoch_end`` also keeps the last epoch's raw weights
+    in last.keras: Keras writes an optimizer's EMA into the model only after the last epoch.
     """
 
     def __init__(self, run: RunDir, monitor: str = "val_accuracy", best_name: str = "best.keras",
@@ -29,16 +35,29 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best_name, self.last_name = best_name, last_name
         self.best = -math.inf if initial_best is None else initial_best
         self.best_epoch: int | None = None
+        self._pending: tuple[int, bool] | None = None  # (epochs done, improved) not yet saved
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if not math.isfinite(logs.get("loss", 0.0)):
+            self._pending = None
             return  # a diverged model is never saved
-        self.run.save_model(self.last_name, self.model)
         value = logs.get(self.monitor)
-        if value is not None and value > self.best:
+        improved = value is not None and value > self.best
+        if improved:
             self.best, self.best_epoch = float(value), epoch + 1
-            self.run.save_model(self.best_name, self.model)
+        self._pending = (epoch + 1, improved)
+        self.commit()
+
+    def commit(self) -> None:
+        """Write the finished epoch's checkpoints: best first, then last (the commit point)."""
+        if self._pending is None:
+            return
+        epochs, improved = self._pending
+        self._pending = None
+        if improved:
+            self.run.save_model(self.best_name, self.model, epochs=epochs)
+        self.run.save_model(self.last_name, self.model, epochs=epochs)
 
 
 class EpochSeeds(keras.callbacks.Callback):

@@ -72,17 +72,73 @@ def build_pipeline(cfg):
     return Pipeline(steps)
 
 
-def _load_pipeline(path_str: str, dim: int, class_names: list[str]):
+def _signing_key() -> bytes:
+    """This machine's (this user's) secret for signing pipelines, made on first use (mode 0600)."""
+    import os
+    import secrets
+
+    home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "cifarx"
+    key_file = home / "pipeline-signing.key"
+    if not key_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+        except FileExistsError:
+            pass  # another process made it first
+    return key_file.read_bytes()
+
+
+def pipeline_signature(path: Path) -> tuple[str, str]:
+    """(SHA-256 of the file, HMAC-SHA256 of that hash under this machine's key)."""
+    import hashlib
+    import hmac
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digest, hmac.new(_signing_key(), digest.encode(), hashlib.sha256).hexdigest()
+
+
+def _load_pipeline(path_str: str, dim: int, class_names: list[str], trust: bool = False):
+    """A fitted pipeline from a classic run, unpickled only if cifarx signed it on this machine
+    (or ``trust``): a pickle runs code when loaded, so a file from elsewhere is refused first."""
+    import hmac
+
     import joblib
 
     run = require_run(path_str, "classic", needs=(PIPELINE_FILE, PIPELINE_META))
     meta = read_json(run / PIPELINE_META)
-    if meta["dim"] != dim:
-        raise DataError(f"the classifier in {run} expects {meta['dim']}-d features, these are {dim}-d")
-    if meta["class_names"] != class_names:
-        raise DataError(f"the classifier in {run} was fitted on classes {meta['class_names']}, "
+    if meta.get("dim") != dim:
+        raise DataError(f"the classifier in {run} expects {meta.get('dim')}-d features, these are {dim}-d")
+    if meta.get("class_names") != class_names:
+        raise DataError(f"the classifier in {run} was fitted on classes {meta.get('class_names')}, "
                         f"these features have {class_names}")
-    return joblib.load(run / PIPELINE_FILE), meta
+    digest, signature = pipeline_signature(run / PIPELINE_FILE)
+    signed = hmac.compare_digest(str(meta.get("signature", "")), signature)
+    if not signed and not trust:
+        why = ("its contents changed since cifarx wrote it (damaged or replaced)" if meta.get("sha256") not in
+               (None, digest) else "cifarx did not write it on this machine")
+        raise RunError(f"refusing to unpickle '{run / PIPELINE_FILE}': {why}; loading a pickle runs code, so "
+                       "only if you trust its source pass trust_pipeline=true")
+    if not signed:
+        log.warning("trust_pipeline=true: unpickling %s, which cifarx did not sign (it can run code)",
+                    run / PIPELINE_FILE)
+    try:
+        return joblib.load(run / PIPELINE_FILE), meta
+    except Exception as exc:
+        raise RunError(f"cannot load '{run / PIPELINE_FILE}': {type(exc).__name__} (damaged?); "
+                       "fit it again with `cifarx classic`") from exc
+
+
+def _check_fit_sizes(cfg, n_samples: int, dim: int) -> None:
+    """Limits scikit-learn checks only deep inside fit/predict, as one line naming the value."""
+    if cfg.pca and int(cfg.pca) > min(n_samples, dim):
+        raise ConfigError(f"pca={cfg.pca} is more components than the data has (min of {n_samples} training "
+                          f"samples and {dim} features); choose pca <= {min(n_samples, dim)}")
+    neighbors = cfg.clf.estimator.get("n_neighbors")
+    if neighbors is not None and int(neighbors) > n_samples:
+        raise ConfigError(f"clf.estimator.n_neighbors={neighbors} is more than the {n_samples} training samples; "
+                          f"choose n_neighbors <= {n_samples} (or more data: max_train)")
 
 
 def run_classic(cfg, run: RunDir | None = None) -> dict[str, Any]:
@@ -96,23 +152,30 @@ def run_classic(cfg, run: RunDir | None = None) -> dict[str, Any]:
     dim = splits["train"][0].shape[1]
     fit_seconds, fit_count = 0.0, None
     if cfg.pipeline is not None:
-        pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names)
+        pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names, trust=bool(cfg.get("trust_pipeline")))
     else:
         pipeline = build_pipeline(cfg)
         x_fit, y_fit = stratified_subset(*splits["train"], cfg.max_train, int(cfg.seed), "max_train")
         fit_count = int(len(y_fit))
+        _check_fit_sizes(cfg, fit_count, dim)
         log.info("fitting %s on %d x %d features ...", cfg.clf.name, *x_fit.shape)
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pipeline.fit(x_fit, y_fit)
+            try:
+                pipeline.fit(x_fit, y_fit)
+            except ValueError as exc:  # scikit-learn's own parameter and data checks
+                raise ConfigError(f"clf '{cfg.clf.name}' refused its settings or data: "
+                                  f"{one_line(str(exc))[:300]}") from exc
         fit_seconds = time.perf_counter() - start
         for message in {one_line(str(w.message)) for w in caught if issubclass(w.category, UserWarning)}:
             log.warning("scikit-learn: %s", message[:300])
         log.info("fitted in %.1fs", fit_seconds)
-        with atomic_path(run.file(PIPELINE_FILE)) as tmp:
+        with atomic_path(run.target(PIPELINE_FILE)) as tmp:
             joblib.dump(pipeline, tmp)
-        run.write_json(PIPELINE_META, {"dim": dim, "class_names": class_names, "clf": cfg.clf.name})
+        digest, signature = pipeline_signature(run.file(PIPELINE_FILE))
+        run.write_json(PIPELINE_META, {"dim": dim, "class_names": class_names, "clf": cfg.clf.name,
+                                       "sha256": digest, "signature": signature})
 
     scores, predict_seconds, test = {}, 0.0, None
     has_proba = hasattr(pipeline, "predict_proba")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,33 @@ def _resume_problem(overrides: list[str], multirun: bool) -> str | None:
     return None
 
 
+def hydra_quote(value: str) -> str:
+    """``value`` as one quoted Hydra override value: spaces, '=', ',', brackets and non-ASCII
+    letters stay literal (Hydra's grammar would split or reject them unquoted)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def explicit_run_dir(overrides: list[str]) -> str | None:
+    """The value of the last ``hydra.run.dir=`` override, unquoted (None when not given)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    return _unquote(given[-1].strip()) if given else None
+
+
 def output_problem(overrides: list[str]) -> str | None:
     """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
-    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), "outputs")
+    target = explicit_run_dir(overrides)
+    if target is not None and not target.strip():
+        return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
+                "or leave it out for a fresh timestamped one")
+    target = target or "outputs"
     path = Path(target).expanduser().absolute()
     parent = path
     while not parent.exists():
@@ -110,6 +135,21 @@ def output_problem(overrides: list[str]) -> str | None:
         return f"cannot create the run directory '{target}': '{parent}' is a file, not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot create the run directory '{target}': '{parent}' is not writable (set hydra.run.dir=...)"
+    return None
+
+
+def unparsable(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read, with how to quote it (one line)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for item in overrides:
+        try:
+            parser.parse_overrides([item])
+        except Exception:
+            key, _, value = item.partition("=")
+            return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
+                    f"such as ( ) , = [ ] need quotes: \"{key}='{value}'\" (the outer quotes are for the shell)")
     return None
 
 
@@ -130,6 +170,9 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     if problem:
         return problem
     plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    problem = unparsable(overrides)
+    if problem:
+        return problem
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
             cfg = compose(config_name=command, overrides=plain)
@@ -190,19 +233,54 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if problem:
             return fail(name, problem)
         # Continue in the run's own directory; Hydra's copy of this invocation goes beside its own.
-        rest = [*rest, f"hydra.run.dir={Path(resume[0]).expanduser().resolve()}", "hydra.output_subdir=.hydra/resume"]
+        # The path is taken verbatim (any name: '=', ',', spaces) and handed to Hydra quoted.
+        run_path = str(Path(_unquote(resume[-1])).expanduser().resolve())
+        rest = [a for a in rest if not a.startswith(("resume=", "hydra.run.dir="))]
+        rest += [f"resume={hydra_quote(run_path)}", f"hydra.run.dir={hydra_quote(run_path)}",
+                 "hydra.output_subdir=.hydra/resume"]
     if not inspecting and not multirun:
         message = preflight(name, _split_overrides(rest))
         if message:
             return fail(name, message)
+        run_dir = explicit_run_dir(_split_overrides(rest))
+        if run_dir is not None:  # own the folder before Hydra writes anything into it
+            from cifarx.errors import CifarxError, one_line
+            from cifarx.runtime import claim_run_dir
+
+            try:
+                claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
+            except CifarxError as exc:
+                return fail(name, one_line(str(exc)))
 
     import hydra
 
     from cifarx.config import config_dir
 
     sys.argv = [f"cifarx {name}", *rest]
-    hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    try:
+        hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    except KeyboardInterrupt:
+        if not multirun:
+            raise
+        return _sweep_interrupted(name, _split_overrides(rest))
     return 0
+
+
+def _sweep_interrupted(name: str, overrides: list[str]) -> int:
+    """Ctrl-C in a sweep: summarise the jobs that finished, list those that never ran."""
+    from cifarx.sweep import CURRENT, summarize_interrupted
+
+    sweep_dir = CURRENT.get("dir")
+    missing = summarize_interrupted(overrides)
+    where = f"; summary in {sweep_dir}" if sweep_dir else ""
+    if missing is None:
+        detail = "the sweeper decides its jobs, so the ones not run cannot be listed"
+    elif missing:
+        detail = f"{len(missing)} jobs did not run: " + "; ".join(m or "(no overrides)" for m in missing)
+    else:
+        detail = "every job had started"
+    print(f"cifarx {name}: sweep interrupted{where}; {detail}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

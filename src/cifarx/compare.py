@@ -40,6 +40,19 @@ def _overrides(run: Path) -> str:
     return " ".join(i for i in items if not i.startswith(("hydra.", "hydra/", "data.root=", "data.cache_dir=")))
 
 
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    """A run's JSON file as a dict (empty when absent), and a note when it is damaged."""
+    if not path.exists():
+        return {}, ""
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            return record, ""
+        raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return {}, f"{path.name} unreadable ({type(exc).__name__})"
+
+
 def _reference(run: Path) -> tuple[str | None, float | None]:
     """The experiment's name and the accuracy its config says the report reached, if any."""
     path = run / "config.yaml"
@@ -47,20 +60,35 @@ def _reference(run: Path) -> tuple[str | None, float | None]:
         return None, None
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(path)
-    return cfg.get("experiment_name"), cfg.get("reference_accuracy")
+    try:
+        cfg = OmegaConf.load(path)
+        return cfg.get("experiment_name"), cfg.get("reference_accuracy")
+    except Exception:  # a damaged config never breaks the table
+        return None, None
 
 
 def row_for(run: Path) -> dict[str, Any]:
-    status = json.loads((run / "status.json").read_text())
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    """One table row; a damaged status.json or metrics.json marks this row, never the table."""
+    from cifarx.artifacts import effective_status
+
+    status, bad_status = _read(run / "status.json")
+    metrics, bad_metrics = _read(run / "metrics.json")
+    if bad_status or bad_metrics:
+        status = {**status, "status": "damaged", "error": "; ".join(filter(None, [bad_status, bad_metrics]))}
+    elif status.get("status") == "running" and effective_status(run, status) == "stopped":
+        status = {**status, "status": "stopped",
+                  "error": status.get("error") or "stopped without finishing (process gone)"}
     seconds = metrics.get("seconds", metrics.get("fit_seconds", status.get("seconds")))
     experiment, reference = _reference(run)
+
+    def number(value):
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     return {"run": str(run), "command": status.get("command", ""), "status": status.get("status", ""),
-            "overrides": _overrides(run), "train_accuracy": metrics.get("train_accuracy"),
-            "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
-            "seconds": seconds, "error": status.get("error", ""), "experiment": experiment,
-            "reference_accuracy": reference, "epochs": metrics.get("epochs"), "device": metrics.get("device"),
+            "overrides": _overrides(run), "train_accuracy": number(metrics.get("train_accuracy")),
+            "val_accuracy": number(metrics.get("val_accuracy")), "test_accuracy": number(metrics.get("test_accuracy")),
+            "seconds": number(seconds), "error": status.get("error", ""), "experiment": experiment,
+            "reference_accuracy": number(reference), "epochs": metrics.get("epochs"), "device": metrics.get("device"),
             "model": metrics.get("model") or metrics.get("classifier"), "tta": metrics.get("tta")}
 
 
@@ -71,6 +99,8 @@ def table(paths: Sequence[str | Path], sort_by: str = "val_accuracy") -> list[di
 
     def order(row):
         value = row.get(key)
+        if numeric and not isinstance(value, (int, float)):
+            value = None  # a hand-edited metrics.json with text where a number belongs
         if numeric:
             return (value is None, -(value or 0) if key != "seconds" else (value or 0))
         return (False, str(value))

@@ -250,6 +250,7 @@ class ClassicConfig:
     pca: Optional[int] = None
     max_train: Optional[int] = None  # stratified subsample of the training features
     pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
+    trust_pipeline: bool = False  # unpickle a pipeline cifarx did not sign on this machine (runs its code)
     seed: int = 42
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers
     experiment_name: Optional[str] = None
@@ -288,9 +289,18 @@ RESUME_OVERRIDES = ("trainer.epochs",)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def validate_seed(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if seed is not None:
+        _require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
 
 
 def validate_data(data: DataConfig | DictConfig) -> None:
@@ -328,6 +338,10 @@ def validate_extract(cfg: DictConfig) -> None:
         require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     else:
         _require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
+        if str(cfg.model_path).endswith(".keras"):
+            from cifarx.artifacts import check_keras_file
+
+            check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
         validate_data(cfg.data)
     if cfg.data_root is not None:
         _require(Path(str(cfg.data_root)).expanduser().exists(), f"data_root='{cfg.data_root}' does not exist")

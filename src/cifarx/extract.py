@@ -93,8 +93,8 @@ def run_extract(cfg, run: RunDir | None = None) -> dict[str, Any]:
     extractor = keras.Model(model.input, layer.output)
     splits = {}
     for split, (x, y) in data.splits().items():
-        shape = write_features(extractor, x, run.file(f"features_{split}.npy"), int(cfg.batch_size), split)
-        with atomic_path(run.file(f"labels_{split}.npy")) as tmp:
+        shape = write_features(extractor, x, run.target(f"features_{split}.npy"), int(cfg.batch_size), split)
+        with atomic_path(run.target(f"labels_{split}.npy")) as tmp:
             np.save(tmp, y.astype(np.int64), allow_pickle=False)
         splits[split] = shape[0]
     dim = shape[1]

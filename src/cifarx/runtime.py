@@ -3,11 +3,12 @@ the run directory's lifecycle, and turning user errors into one line and an exit
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import shutil
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -74,6 +75,7 @@ def validate_command_config(command: str, cfg: DictConfig) -> None:
     extra = keys_outside_schema(cfg)
     if extra:
         raise ConfigError(f"unknown config key '{extra[0]}' (check the spelling; `--cfg job` shows every key)")
+    schema.validate_seed(cfg)
     if command == "train":
         schema.validate_train(cfg)
     elif command == "data":
@@ -107,7 +109,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from cifarx.artifacts import read_history
+    from cifarx.artifacts import reconcile_history
 
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
     saved = OmegaConf.load(run_dir / "config.yaml")
@@ -116,25 +118,121 @@ def resume_config(cfg: DictConfig) -> DictConfig:
         if item.startswith("trainer.epochs="):
             saved.trainer.epochs = int(item.split("=", 1)[1])
     saved.resume = str(run_dir)
-    done = len(read_history(run_dir / "history.csv").get("loss", []))
+    done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
     if done >= int(saved.trainer.epochs):
         raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
     return saved
 
 
-def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig) -> Any:
-    """Run ``fn(cfg, run)`` inside a run directory that records its own status.
+# Run directories this process has claimed (locked), with whether each existed before the claim.
+_CLAIMED: dict[Path, bool] = {}
 
-    A user error (bad data, missing files) before any result exists removes the run directory,
-    so nothing is left that looks like a result; later failures leave ``status.json`` saying
-    ``failed`` with the error. Returns the value a Hydra sweeper optimises.
+
+def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
+    """What Hydra itself writes into a run directory before the task starts."""
+    hydra_dir = run / ".hydra"
+    return (hydra_dir / "config.yaml", hydra_dir / "hydra.yaml", hydra_dir / "overrides.yaml", run / f"{job_name}.log")
+
+
+def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str | None = None) -> None:
+    """Make ``path`` this process's run directory: lock it, and refuse a folder that already holds
+    anything but Hydra's own files for this job (cifarx never writes into what it did not make).
+
+    A resumed run's directory is a cifarx run by construction (validated separately); it is locked
+    so a second process cannot resume or write into it at the same time.
+    """
+    from cifarx.artifacts import LOCK_FILE, is_locked, lock_run_dir
+    from cifarx.errors import RunError
+
+    path = Path(path).resolve()  # as Hydra does: abspath, no '~' expansion
+    if path in _CLAIMED:
+        return
+    existed = path.exists()
+    if existed and not path.is_dir():
+        raise ConfigError(f"hydra.run.dir='{path}' is a file, not a directory; choose a directory")
+    if existed and is_locked(path):
+        from cifarx.artifacts import _holder
+
+        raise RunError(f"run directory '{path}' is in use by another cifarx process{_holder(path)}; "
+                       "wait for it to finish or choose another hydra.run.dir")
+    ours = set(hydra_files(path, job_name)) if job_name else set()
+
+    def foreign() -> list[Path]:
+        if resuming or not path.is_dir():
+            return []
+        return [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != LOCK_FILE and p not in ours]
+
+    def refuse(found: list[Path]):
+        return ConfigError(f"hydra.run.dir='{path}' already holds files cifarx did not make in this run "
+                           f"({len(found)}, e.g. '{found[0].relative_to(path)}'); cifarx never writes into "
+                           "or deletes such a folder: choose a new or empty directory"
+                           + (" (or resume=<run dir> to continue a train run)" if job_name in (None, "train") else ""))
+
+    found = foreign()
+    if found:
+        raise refuse(found)
+    path.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(path)
+    _CLAIMED[path] = existed
+    found = foreign()  # another process may have written between the check and the lock
+    if found:
+        release_run_dir(path)
+        raise refuse(found)
+
+
+def release_run_dir(path: str | os.PathLike) -> None:
+    from cifarx.artifacts import unlock_run_dir
+
+    path = Path(path).resolve()
+    _CLAIMED.pop(path, None)
+    unlock_run_dir(path)
+
+
+def _no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,
+                run_dir: str | os.PathLike | None = None) -> Any:
+    """Run ``fn(cfg, run)`` inside a run directory that this process owns and that records its
+    own status (``run_dir`` replaces Hydra's output directory, for in-process callers).
+
+    A user error (bad data, missing files) before any result exists removes exactly the files this
+    run made (and the directory, only if this run made it), so nothing is left that looks like a
+    result; later failures leave ``status.json`` saying ``failed`` with the error. Returns the value
+    a Hydra sweeper optimises.
     """
     from cifarx.artifacts import RunDir
 
-    run = RunDir.from_hydra(command)
+    run = RunDir(run_dir, command) if run_dir is not None else RunDir.from_hydra(command)
     multirun = _is_multirun()
     resuming = command == "train" and cfg.get("resume") is not None
     _stop_on_sigterm()
+
+    def refuse(message: str):
+        if multirun:  # the sweep goes on; its summary reports the failure
+            log.error("cifarx %s: error: %s", command, message)
+            return None
+        print(f"cifarx {command}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    claimed_here = run.path not in _CLAIMED
+    try:
+        claim_run_dir(run.path, resuming, job_name=command if run_dir is None else None)
+    except CifarxError as exc:  # not ours to touch: nothing is written or removed
+        return refuse(one_line(str(exc)))
+    # Claimed by the CLI before Hydra ran: it knows whether the folder existed. Claimed here under
+    # Hydra: the folder held nothing but Hydra's files for this job, so Hydra made it for this run.
+    existed = _CLAIMED[run.path] if not claimed_here or run_dir is not None else False
+    try:
+        return _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed)
+    finally:
+        release_run_dir(run.path)
+
+
+def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool) -> Any:
+    from cifarx.artifacts import LOCK_FILE, resume_hint
+
     try:
         validate_command_config(command, cfg)
         if resuming:
@@ -147,22 +245,26 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     except CifarxError as exc:
         message = one_line(str(exc))
         if run.has_results or multirun:
-            run.set_status("failed", error=message)
+            _record(run, "failed", error=message)
         elif not resuming:  # a refused resume leaves the existing run exactly as it was
-            shutil.rmtree(run.path, ignore_errors=True)
-        if multirun:  # the sweep goes on; its summary reports the failure
-            log.error("cifarx %s: error: %s", command, message)
-            return None
-        print(f"cifarx {command}: error: {message}", file=sys.stderr)
-        sys.exit(2)
+            # Hydra's files and the lock were made for this run too: the folder held none before.
+            run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
+        return refuse(message)
     except KeyboardInterrupt:
-        run.set_status("interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-        hint = f"; continue with: cifarx train resume={run.path}" if command == "train" and run.file("last.keras").exists() else ""
+        _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
+            raise
+        hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() else ""
         print(f"cifarx {command}: interrupted; partial results in {run.path}{hint}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        run.set_status("failed", error=one_line(f"{type(exc).__name__}: {exc}"),
-                       traceback=traceback.format_exc())
+        if _no_space(exc):
+            hint = f"; free space, then {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() \
+                else "; free space and run again"
+            message = f"no space left on device ({getattr(exc, 'filename', None) or run.path}){hint}"
+            _record(run, "failed", error=message)
+            return refuse(message)
+        _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
         if multirun:
             log.exception("cifarx %s: job failed", command)
             return None
@@ -174,3 +276,11 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     if key and result.get(key) is not None:
         return result[key]
     return result.get("objective")  # each command's default: validation accuracy, else test accuracy
+
+
+def _record(run, status: str, **fields) -> None:
+    """Write the final status if the directory still can take it (it may be gone, or the disk full)."""
+    try:
+        run.set_status(status, **fields)
+    except (CifarxError, OSError) as exc:
+        log.warning("could not record status '%s' in %s (%s)", status, run.path, one_line(str(exc)))

@@ -2,7 +2,8 @@
 
 Jobs record their own status (a failing job does not stop the sweep), so the summary reads the
 job directories; it works the same for the basic, joblib and submitit launchers. The sweep exits
-non-zero, saying how many jobs failed, when any did.
+non-zero, saying how many jobs failed, when any did. After Ctrl-C (or SIGTERM) the CLI writes
+the same summary of what finished, marked interrupted, and lists the jobs that never ran.
 """
 
 from __future__ import annotations
@@ -13,30 +14,88 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+# The sweep this process is running (set before any job starts), for the summary after Ctrl-C.
+CURRENT: dict[str, Any] = {}
+
+
+def planned_jobs(overrides: list[str]) -> list[str] | None:
+    """Every job the basic sweeper makes of these overrides, as space-joined 'key=value' lists;
+    None when another sweeper decides the jobs (Optuna)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if any(o.lstrip("+~").startswith(("hydra/sweeper", "hparams_search")) for o in overrides):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception:
+        return None
+    return [" ".join(job) for batch in batches for job in batch]
+
+
+def _job_overrides(run: Path) -> str:
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return ""
+    return " ".join(line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- "))
+
+
+def summarize_interrupted(overrides: list[str], sort_by: str = "val_accuracy") -> list[str] | None:
+    """After Ctrl-C: the summary of the jobs that ran, and the jobs that never did (returned)."""
+    sweep_dir = CURRENT.get("dir")
+    if sweep_dir is None:
+        return None
+    planned = planned_jobs(overrides)
+    ran = {_job_overrides(r) for r in Path(sweep_dir).iterdir() if (r / "status.json").exists()} \
+        if Path(sweep_dir).is_dir() else set()
+    missing = None if planned is None else [job for job in planned if job not in ran]
+    if missing:  # name each job by what tells it apart (the overrides every job shares are dropped)
+        common = set.intersection(*(set(job.split()) for job in planned))
+        missing = [" ".join(o for o in job.split() if o not in common) for job in missing]
+    write_summary(Path(sweep_dir), sort_by, interrupted=True, not_run=missing)
+    return missing
+
 
 class SweepSummary(Callback):
     def __init__(self, sort_by: str = "val_accuracy") -> None:
         self.sort_by = sort_by
 
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from cifarx.artifacts import write_bytes_atomic, write_json_atomic
-        from cifarx.compare import print_rows, table, to_csv
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        CURRENT.update(dir=str(Path(str(config.hydra.sweep.dir)).resolve()), sort_by=self.sort_by)
 
-        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        rows = table([sweep_dir], self.sort_by)
-        if not rows:
-            return
-        write_bytes_atomic(sweep_dir / "summary.csv", to_csv(rows).encode())
-        done = [r for r in rows if r["status"] == "completed" and r.get(self.sort_by) is not None]
-        best = done[0] if done else None
-        failed = [r for r in rows if r["status"] != "completed"]
-        write_json_atomic(sweep_dir / "summary.json", {
-            "sort_by": self.sort_by, "jobs": len(rows), "failed": len(failed),
-            "best_run": best["run"] if best else None, "best": best})
-        print_rows(rows, f"sweep {sweep_dir} ({len(rows)} jobs, sorted by {self.sort_by})", common=sweep_dir)
-        if best:
-            print(f"best: {best['run']} ({self.sort_by} {best[self.sort_by]:.4f})")
-        if failed:
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        CURRENT.clear()
+        write_summary(Path(str(config.hydra.sweep.dir)).resolve(), self.sort_by)
+
+
+def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
+                  not_run: list[str] | None = None) -> None:
+    """summary.csv, summary.json and the table; exits 1 when a job failed (not when interrupted)."""
+    from cifarx.artifacts import write_bytes_atomic, write_json_atomic
+    from cifarx.compare import print_rows, table, to_csv
+
+    rows = table([sweep_dir], sort_by) if sweep_dir.is_dir() else []
+    if not rows and not interrupted:
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(sweep_dir / "summary.csv", to_csv(rows).encode())
+    done = [r for r in rows if r["status"] == "completed" and r.get(sort_by) is not None]
+    best = done[0] if done else None
+    failed = [r for r in rows if r["status"] != "completed"]
+    record = {"sort_by": sort_by, "jobs": len(rows), "failed": len(failed),
+              "best_run": best["run"] if best else None, "best": best}
+    if interrupted:
+        record.update(interrupted=True, not_run=not_run)
+    write_json_atomic(sweep_dir / "summary.json", record)
+    if rows:
+        print_rows(rows, f"sweep {sweep_dir} ({len(rows)} jobs, sorted by {sort_by})", common=sweep_dir)
+    if best:
+        print(f"best: {best['run']} ({sort_by} {best[sort_by]:.4f})")
+    if interrupted:
+        return
+    if failed:
             print(f"cifarx: error: {len(failed)} of {len(rows)} sweep jobs failed; their status.json holds "
                   f"the error (first: {Path(failed[0]['run']).name}: {failed[0]['error']})", file=sys.stderr)
             sys.exit(1)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.artifacts import RunDir, read_history
+from cifarx.artifacts import RunDir, read_history, reconcile_history
 from cifarx.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger("cifarx")
@@ -99,8 +99,9 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     from cifarx.optim import schedule_callbacks
 
     progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "")
-    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), checkpoint,
-           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append), progress]
+    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(),  # the order matters:
+           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append),  # the epoch's row,
+           checkpoint, progress]  # then best.keras and last.keras (the commit point)
     cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
     if cfg.trainer.early_stopping:
         cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
@@ -233,6 +234,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
              f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
 
     monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+    if resuming:
+        reconcile_history(run.path)  # drop history rows past what last.keras holds (a kill between)
     history = read_history(run.file("history.csv")) if resuming else {}
     done = len(history.get("loss", []))
     if resuming:

@@ -4,6 +4,11 @@ Each entry is a directory of ``.npy`` files (memory-mapped on load) plus ``meta.
 built in a private temporary directory and renamed into place, so two jobs that build the same
 entry at once (parallel sweeps) never see a half-written cache: the second rename loses and its
 copy is discarded.
+
+Nothing in an entry is trusted: on load the arrays must match meta.json (shapes, dtypes, counts),
+labels must lie in range, and the SHA-256 of the loaded content must equal the hash recorded when
+it was decoded from the source. An entry that fails is removed and rebuilt from the source, so the
+hash in provenance is always that of the arrays the run actually used.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from cifarx.data.sources import RawData
+from cifarx.errors import DataError
 
 log = logging.getLogger("cifarx")
 
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json records shapes and dtypes; entries are verified on load
 
 
 def content_hash(raw: RawData) -> str:
@@ -36,23 +42,56 @@ def content_hash(raw: RawData) -> str:
     return h.hexdigest()
 
 
+def _verify(entry: Path) -> tuple[RawData, dict]:
+    """The entry's arrays and metadata; ValueError (or OSError) saying what is wrong with them."""
+    meta = json.loads((entry / "meta.json").read_text())
+    if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION:
+        raise ValueError("meta.json is not a current cifarx cache record")
+    arrays = {n: np.load(entry / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in ARRAYS}
+    for name, arr in arrays.items():
+        want = meta["arrays"][name]
+        if list(arr.shape) != want["shape"] or str(arr.dtype) != want["dtype"]:
+            raise ValueError(f"{name}.npy is {arr.dtype}{tuple(arr.shape)}, meta.json says "
+                             f"{want['dtype']}{tuple(want['shape'])}")
+    raw = RawData(**arrays, class_names=list(meta["class_names"]))
+    try:
+        raw.check(str(entry))
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    if content_hash(raw) != meta["sha256"]:
+        raise ValueError("content differs from the SHA-256 recorded when it was decoded")
+    return raw, meta
+
+
+def _discard(entry: Path) -> None:
+    """Move a bad entry out of the way (atomically: readers never see half of it), then delete it."""
+    trash = entry.with_name(f".trash-{entry.name}-{os.getpid()}")
+    try:
+        os.rename(entry, trash)
+    except OSError:
+        return  # another job moved it already
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def load_cached(cache_root: Path, key: str) -> tuple[RawData, dict] | None:
+    """A verified cache entry, or None (absent, or damaged: then it is removed to be rebuilt)."""
     entry = cache_root / f"v{CACHE_VERSION}-{key}"
-    meta_file = entry / "meta.json"
-    if not meta_file.exists():
+    if not entry.exists():
         return None
     try:
-        meta = json.loads(meta_file.read_text())
-        arrays = {n: np.load(entry / f"{n}.npy", mmap_mode="r") for n in ARRAYS}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable cache entry %s (%s)", entry, exc)
+        return _verify(entry)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cache entry %s failed its check (%s); rebuilding it from the source", entry,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _discard(entry)
         return None
-    return RawData(**arrays, class_names=meta["class_names"]), meta
 
 
 def store(cache_root: Path, key: str, raw: RawData, source: str) -> dict:
     """Write ``raw`` under ``key`` atomically; returns its metadata (with the content hash)."""
     meta = {"class_names": raw.class_names, "source": source, "sha256": content_hash(raw),
+            "arrays": {n: {"shape": list(getattr(raw, n).shape), "dtype": str(getattr(raw, n).dtype)}
+                       for n in ARRAYS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": CACHE_VERSION}
     entry = cache_root / f"v{CACHE_VERSION}-{key}"
     try:

@@ -120,12 +120,15 @@ def _decode_image(blob: bytes, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob)) as img:
+        with Image.open(io.BytesIO(blob)) as img:  # reads the header only
+            if img.size != IMAGE_SHAPE[1::-1]:  # refused before decoding: no decompression bomb
+                raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, expected 32x32")
             arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image '{name}' claims {one_line(str(exc)).split(' pixels')[0].split()[-1]} pixels "
+                        "(a decompression bomb?); CIFAR-10 images are 32x32") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"'{name}' is not a readable image") from exc
-    if arr.shape != IMAGE_SHAPE:
-        raise DataError(f"image '{name}' is {arr.shape[1]}x{arr.shape[0]}, expected 32x32")
     return arr
 
 

@@ -60,8 +60,22 @@ def preprocessed_sample(inputs, preprocessed, x_train, count: int, seed: int):
 
 
 def load_model(path) -> keras.Model:
-    """Load a saved cifarx model; importing this package registers its custom layers first
-    (and cifarx.optim its schedule and loss)."""
-    import cifarx.optim  # noqa: F401  (registers TriangularSchedule, SparseSmoothedCrossentropy)
+    """Load a saved cifarx model; importing this package registers its custom layers first (and
+    cifarx.optim its schedules and loss).
 
-    return keras.models.load_model(str(path))
+    Always in Keras' safe mode (no Lambda or other code from the file is run); a damaged or
+    foreign file is a one-line RunError naming it, not Keras' traceback.
+    """
+    from pathlib import Path
+
+    import cifarx.optim  # noqa: F401  (registers TriangularSchedule, LinearWarmup, SparseSmoothedCrossentropy)
+    from cifarx.artifacts import check_keras_file
+    from cifarx.errors import RunError, one_line
+
+    if Path(path).suffix == ".keras":
+        check_keras_file(Path(path), f"'{path}'")
+    try:
+        return keras.models.load_model(str(path), safe_mode=True)
+    except Exception as exc:
+        raise RunError(f"cannot load model '{path}': {one_line(str(exc))[:200] or type(exc).__name__} "
+                       "(damaged, from another program, or refused by Keras' safe mode); restore it or train again") from exc
