@@ -29,8 +29,9 @@ def images(n: int, seed: int, low: int = 0, high: int = 256) -> np.ndarray:
 def test_airbench_at_airbench94_width_has_its_parameter_count_and_named_layers():
     cfg = compose("train", ["model=airbench"])
     model = build_model(cfg.model, cfg.data, dataset(images(40, 0), images(10, 1)), seed=0)
-    # whitening 2*2*3*24 (frozen) + convs 24*64*9 + 64*64*9 + 64*256*9 + 256*256*9 * 3 + BN biases + 256*10
-    assert model.count_params() == 1_972_336
+    # stem 2*2*3*24 (frozen) + convs 9*(24*64 + 64*64 + 64*256 + 3*256*256) + BatchNorm statistics
+    # 2*1152 (not trained) + BatchNorm biases 1152 + linear 256*10
+    assert model.count_params() == 288 + 1_967_616 + 2_304 + 1_152 + 2_560 == 1_973_920
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert model.count_params() - trainable == 288 + 2 * 2 * (64 + 256 + 256)  # stem + BN moving stats
     names = {layer.name for layer in model.layers}
@@ -98,6 +99,7 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
     run = RunDir(tmp_path / "train", "train")
     run.begin(cfg)
     metrics = run_train(cfg, run)
+    run.set_status("completed")
     assert metrics["tta"] == "flip" and metrics["evaluated_checkpoint"] == "last"
     saved, last = load_model(run.file("model.keras")), load_model(run.file("last.keras"))
     averages = last.optimizer._model_variables_moving_average  # aligned with the trainable weights
@@ -114,6 +116,7 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
     extract = RunDir(tmp_path / "extract", "extract")
     extract.begin(ex_cfg)
     features = run_extract(ex_cfg, extract)
+    extract.set_status("completed")
     assert features["layer"] == "features" and features["dim"] == 32
     cl_cfg = compose("classic", [f"features={extract.path}", "clf=logreg"])
     classic = RunDir(tmp_path / "classic", "classic")

@@ -89,7 +89,8 @@ def row_for(run: Path) -> dict[str, Any]:
             "val_accuracy": number(metrics.get("val_accuracy")), "test_accuracy": number(metrics.get("test_accuracy")),
             "seconds": number(seconds), "error": status.get("error", ""), "experiment": experiment,
             "reference_accuracy": number(reference), "epochs": metrics.get("epochs"), "device": metrics.get("device"),
-            "model": metrics.get("model") or metrics.get("classifier"), "tta": metrics.get("tta")}
+            "model": metrics.get("model") or metrics.get("classifier"), "tta": metrics.get("tta"),
+            "resumed": bool(metrics.get("resumed"))}
 
 
 def table(paths: Sequence[str | Path], sort_by: str = "val_accuracy") -> list[dict[str, Any]]:
@@ -136,6 +137,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         name = Path(r["run"]).name
         seconds = "-" if r["seconds"] is None else f"{float(r['seconds']):,.0f}"
+        if r.get("resumed"):
+            seconds += " (after resume)"
         lines.append(f"| {name} | {r['experiment'] or r['command']} | {r['epochs'] or '-'} | {pct(r['test_accuracy'])} "
                      f"| {pct(r['reference_accuracy'])} | {verdict(r['test_accuracy'], r['reference_accuracy'])} "
                      f"| {seconds} | {r['device'] or '-'} |")
