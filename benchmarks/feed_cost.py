@@ -4,9 +4,9 @@
     python benchmarks/feed_cost.py --images 50000 --batch-size 512
 
 For each feed in cifarx.data.feed (``tf_data`` on TensorFlow, ``python`` everywhere) it draws
---epochs epochs of batches through the same path ``fit`` uses (the Keras data adapter and epoch
-iterator, nothing trained) and reports milliseconds per batch and the process's user and system
-CPU seconds. It then times real training steps of the seed CNN on the same batches, so the feed's
+--epochs epochs of batches the way ``fit`` receives them (the Keras data adapter; on TensorFlow a
+tf.data dataset consumed inside the graph, as TensorFlow's trainer does; nothing trained) and
+reports milliseconds per batch and the process's user and system CPU seconds. It then times real training steps of the seed CNN on the same batches, so the feed's
 share of a step can be read off directly. Not a test.
 """
 
@@ -26,16 +26,24 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def epoch_batches(kind: str, feed):
-    """One epoch of the feed's batches, through the adapter ``fit`` would use on this backend."""
+    """One epoch of the feed's batches, as the adapter ``fit`` would use on this backend hands them."""
     import keras
     from keras.src.trainers.data_adapters import get_data_adapter
 
     if kind == "tf_data":
-        return iter(feed)
+        return feed
     adapter = get_data_adapter(feed)
     if keras.backend.backend() == "tensorflow":
-        return iter(adapter.get_tf_dataset())  # what TensorFlow's trainer iterates for a PyDataset
+        return adapter.get_tf_dataset()  # what TensorFlow's trainer iterates for a PyDataset
     return adapter.get_numpy_iterator()
+
+
+def drain(batches) -> int:
+    """Consume every batch as a trainer would: inside the graph for a tf.data dataset (as
+    TensorFlow's ``fit`` does), in Python otherwise. Returns the number of batches."""
+    if hasattr(batches, "reduce"):
+        return int(batches.reduce(0, lambda n, _: n + 1))
+    return sum(1 for _ in batches)
 
 
 def time_feed(kind: str, x, y, batch: int, epochs: int) -> dict:
@@ -48,8 +56,7 @@ def time_feed(kind: str, x, y, batch: int, epochs: int) -> dict:
     batches = 0
     for epoch in range(epochs):
         feed_epoch.on_epoch_begin(epoch)
-        for _ in epoch_batches(kind, feed):
-            batches += 1
+        batches += drain(epoch_batches(kind, feed))
     seconds = time.perf_counter() - start
     user1, sys1 = cpu_seconds()
     return {"ms_per_batch": 1000 * seconds / max(batches, 1), "batches": batches,

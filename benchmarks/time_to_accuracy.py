@@ -74,9 +74,10 @@ def main() -> None:
     args = parser.parse_args()
     args.threshold = args.threshold or [0.80, 0.85]
 
-    from cifarx.artifacts import hardware, package_versions
+    from cifarx.artifacts import hardware
     from cifarx.console import print_table
     from cifarx.data import load_raw
+    from cifarx.testing import write_benchmark_record
 
     tmp = Path(tempfile.mkdtemp(prefix="cifarx-tta-"))
     args.cache = args.cache or str(tmp / "cache")
@@ -100,11 +101,8 @@ def main() -> None:
                 [[r["seed"], f"{r['test_accuracy']:.4f}", r["wall_seconds"], r["train_seconds"], r["epochs"],
                   r["device"]] for r in results]
                 + [["mean", f"{summary['test_accuracy_mean']:.4f}", f"{summary['wall_seconds_mean']:.1f}", "", "", ""]])
-    record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine, "versions": package_versions(),
-              "experiment": args.experiment, "overrides": args.overrides, "summary": summary, "runs": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"time_to_accuracy_{args.experiment}_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
+    path = write_benchmark_record(args.out, f"time_to_accuracy_{args.experiment}", experiment=args.experiment,
+                                  overrides=args.overrides, summary=summary, runs=results)
     print(f"written {path}")
 
 

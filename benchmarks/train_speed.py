@@ -234,8 +234,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from cifarx.artifacts import hardware, package_versions
+    from cifarx.artifacts import hardware
     from cifarx.console import print_table
+    from cifarx.testing import write_benchmark_record
 
     tmp = Path(tempfile.mkdtemp(prefix="cifarx-bench-"))
     args.cache = tmp / "cache"
@@ -290,12 +291,8 @@ def main() -> None:
                 results[aug]["epoch_seconds"] / results[plain]["epoch_seconds"] - 1)
     print_table("other measurements", ["what", "value"],
                 [[k, f"{v:.3f}"] for k, v in extra.items()] + [[k, f"{v:+.1%}"] for k, v in costs.items()])
-    record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine, "versions": package_versions(),
-              "settings": {k: str(v) for k, v in vars(args).items()}, "training": results, "ratios": ratios,
-              **costs, **extra}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"train_speed_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2, default=str))
+    path = write_benchmark_record(args.out, "train_speed", settings={k: str(v) for k, v in vars(args).items()},
+                                  training=results, ratios=ratios, **costs, **extra)
     print(f"written {path} ({platform.node()})")
 
 

@@ -16,7 +16,8 @@ log = logging.getLogger("cifarx")
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save ``last.keras`` every epoch and ``best.keras`` when ``monitor`` improves.
+    """Save ``best.keras`` when ``monitor`` improves and ``last.keras`` every ``every`` epochs (and
+    at the last one, or when training stops early).
 
     Like ModelCheckpoint, but each file is written under a temporary name and renamed, so a
     process killed mid-save never leaves a truncated model. It must come after CSVLogger in the
@@ -26,11 +27,15 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     the rows past them (see ``cifarx.artifacts.reconcile_history``), so it retrains exactly the
     epochs that were lost. Saving inside ``on_epoch_end`` also keeps the last epoch's raw weights
     in last.keras: Keras writes an optimizer's EMA into the model only after the last epoch.
+    With ``every`` > 1 (``trainer.checkpoint_every``; epochs of a second on a GPU make a 50 ms save
+    worth skipping) a killed run resumes from the last saved epoch and repeats the later ones,
+    with the same numbers.
     """
 
     def __init__(self, run: RunDir, monitor: str = "val_accuracy", best_name: str = "best.keras",
-                 last_name: str = "last.keras", initial_best: float | None = None):
+                 last_name: str = "last.keras", initial_best: float | None = None, every: int = 1):
         super().__init__()
+        self.every = max(1, int(every))
         self.run, self.monitor = run, monitor
         self.best_name, self.last_name = best_name, last_name
         self.best = -math.inf if initial_best is None else initial_best
@@ -57,7 +62,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self._pending = None
         if improved:
             self.run.save_model(self.best_name, self.model, epochs=epochs)
-        self.run.save_model(self.last_name, self.model, epochs=epochs)
+        final = epochs >= int(self.params.get("epochs") or 0) or self.model.stop_training
+        if final or epochs % self.every == 0:
+            self.run.save_model(self.last_name, self.model, epochs=epochs)
 
 
 class EpochSeeds(keras.callbacks.Callback):

@@ -185,6 +185,8 @@ class TrainerConfig:
     feed: Feed = Feed.auto  # how training batches reach the model (see cifarx.data.feed)
     eval_batch_size: Optional[int] = None  # validation/evaluation batch; null: max(256, batch_size)
     label_smoothing: float = 0.0  # cross-entropy against (1 - s) * one-hot + s / classes
+    score_train: bool = True  # also score the training split at the end (a fit diagnostic; costs a pass)
+    checkpoint_every: int = 1  # save last.keras every N epochs (and at the end); resume repeats the rest exactly
 
 
 @dataclass
@@ -406,6 +408,7 @@ def validate_train(cfg: DictConfig) -> None:
         _require(0 <= sch.warmup_fraction < 1, f"schedule.warmup_fraction={sch.warmup_fraction} must be in [0, 1)")
         _require(sch.start_factor >= 0 and sch.end_factor >= 0,
                  f"schedule.start_factor={sch.start_factor} and schedule.end_factor={sch.end_factor} must be >= 0")
+    _require(t.checkpoint_every >= 1, f"trainer.checkpoint_every={t.checkpoint_every} must be >= 1")
     _require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
     if opt.ema is not None:
         _require(0 < opt.ema < 1, f"optimizer.ema={opt.ema} must be in (0, 1) or null")

@@ -132,11 +132,13 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
 
 
 def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
-                   extra: dict[str, Any] | None = None, tta: str = "none") -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, tta: str = "none", score_train: bool = True) -> dict[str, Any]:
     """Predict every split with a Keras model and write the evaluation. Test-time augmentation
-    applies to val and test; the train split is scored plainly (a fit diagnostic)."""
+    applies to val and test; the train split is scored plainly (a fit diagnostic), or not at all."""
     scores, test = {}, None
     for split, (x, y) in data.splits().items():
+        if split == "train" and not score_train:
+            continue
         proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta)
         pred = proba.argmax(axis=1)
         scores[split] = split_scores(y, proba, pred, data.num_classes)

@@ -99,13 +99,12 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     from cifarx.optim import schedule_callbacks
 
     progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "")
-    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(),  # the order matters:
+    stop = ([keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=int(cfg.trainer.early_stopping))]
+            if cfg.trainer.early_stopping else [])
+    cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), *stop,  # the order matters:
            keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append),  # the epoch's row,
-           checkpoint, progress]  # then best.keras and last.keras (the commit point)
+           checkpoint, progress]  # then best.keras and last.keras (the commit point, also on a stop)
     cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
-    if cfg.trainer.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
-                                                 patience=int(cfg.trainer.early_stopping)))
     if cfg.trainer.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
     return cbs, progress
@@ -241,7 +240,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     if resuming:
         log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
     past = history.get(monitor, [])
-    checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None)
+    checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None,
+                                  every=int(cfg.trainer.checkpoint_every))
     if past:
         checkpoint.best_epoch = int(np.argmax(past)) + 1
 
@@ -282,7 +282,8 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 3), "stages": stages,
         "data_sha256": data.source["sha256"],
     }
-    metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta))
+    metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta),
+                             score_train=bool(cfg.trainer.score_train))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run.write_metrics(metrics)
     run.write_provenance(wall_seconds=metrics["seconds"])
