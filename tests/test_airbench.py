@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import keras
 import numpy as np
 import pytest
@@ -82,6 +80,36 @@ def test_triangular_schedule_rises_then_falls():
     schedule = TriangularSchedule(peak=1.0, total=100, warmup=20, start=0.2, end=0.0)
     lr = [float(schedule(step)) for step in (0, 10, 20, 60, 100, 150)]
     np.testing.assert_allclose(lr, [0.2, 0.6, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+    no_warmup = TriangularSchedule(peak=1.0, total=10, warmup=0, start=0.2, end=0.5)
+    np.testing.assert_allclose([float(no_warmup(s)) for s in (0, 5, 10, 20)], [1.0, 0.75, 0.5, 0.5], atol=1e-6)
+
+
+def test_warmup_schedules_and_the_smoothed_loss_survive_a_save_and_load():
+    from cifarx.optim import LinearWarmup, SparseSmoothedCrossentropy
+
+    step = keras.optimizers.schedules.PiecewiseConstantDecay([10], [1.0, 0.5])
+    for schedule in (LinearWarmup(step, 4), LinearWarmup(0.3, 4), TriangularSchedule(1.0, 50, 10)):
+        optimizer = keras.optimizers.RMSprop(learning_rate=schedule)
+        restored = keras.optimizers.RMSprop.from_config(optimizer.get_config())
+        for s in (0, 2, 4, 12, 60):
+            assert float(restored._learning_rate(s)) == pytest.approx(float(schedule(s)))
+    np.testing.assert_allclose([float(LinearWarmup(step, 4)(s)) for s in (0, 2, 4, 12)], [0, 0.5, 1.0, 0.5])
+    labels, probs = np.array([0, 2]), np.array([[0.7, 0.2, 0.1], [0.2, 0.2, 0.6]], dtype="float32")
+    smoothed = SparseSmoothedCrossentropy(0.2)
+    expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(np.eye(3)[labels], probs)
+    assert float(smoothed(labels, probs)) == pytest.approx(float(expected), rel=1e-6)
+    assert SparseSmoothedCrossentropy.from_config(smoothed.get_config()).label_smoothing == 0.2
+
+
+def test_early_stopping_in_a_resumed_run_continues_from_the_history():
+    from cifarx.callbacks import ResumableEarlyStopping
+
+    stop = ResumableEarlyStopping([0.1, 0.5, 0.4, 0.3], monitor="val_accuracy", mode="max", patience=3)
+    stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stop.on_train_begin()
+    assert (stop.best, stop.best_epoch, stop.wait) == (0.5, 1, 2)
+    stop.on_epoch_end(4, {"val_accuracy": 0.45})  # the third epoch without improvement: stop
+    assert stop.model.stop_training
 
 
 @pytest.mark.slow
@@ -109,8 +137,14 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
                                    rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
                for a, b in zip(saved.trainable_weights, last.trainable_weights))
-    data_cfg = compose("evaluate", [f"run={run.path}"])
-    assert json.loads(run.file("metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    from cifarx.evaluate import run_evaluate
+
+    again = compose("evaluate", [f"run={run.path}"])  # model.keras and the run's own tta by default
+    reeval = RunDir(tmp_path / "evaluate", "evaluate")
+    reeval.begin(again)
+    scored = run_evaluate(again, reeval)
+    assert scored["tta"] == "flip" and scored["test_accuracy"] == metrics["test_accuracy"]
+    assert scored["test_loss"] == metrics["test_loss"]
 
     ex_cfg = compose("extract", [f"run={run.path}"])
     extract = RunDir(tmp_path / "extract", "extract")
@@ -122,4 +156,3 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
     classic = RunDir(tmp_path / "classic", "classic")
     classic.begin(cl_cfg)
     assert 0.0 <= run_classic(cl_cfg, classic)["test_accuracy"] <= 1.0
-    assert data_cfg.tta == "none"

@@ -8,7 +8,7 @@ from conftest import run_cli, write_batches_dir
 
 CASES = {
     "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: airbench, simple_cnn, vgg16, vgg19"),
-    "unknown data option": (["data=fancy"], "unknown data 'fancy'; choose one of: augment, normalize, raw, split"),
+    "unknown data option": (["data=fancy"], "unknown data 'fancy'; choose one of: augment, full, normalize, raw, split"),
     "misspelled key": (["trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     "wrong type": (["trainer.epochs=many"], "invalid value for 'trainer.epochs'"),
     "non-positive epochs": (["trainer.epochs=0"], "trainer.epochs=0 must be a positive integer"),

@@ -68,7 +68,7 @@ def test_evaluate_into_its_own_source_run_is_refused(tmp_path, capsys):
     run.mkdir()
     (run / "config.yaml").write_text("seed: 1\n")
     (run / "status.json").write_text(json.dumps({"status": "completed", "command": "train"}))
-    (run / "best.keras").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty but valid zip
+    (run / "model.keras").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty but valid zip
     before = snapshot(run)
     code, err = run_cli_inprocess(["evaluate", f"run={run}", f"hydra.run.dir={run}"], capsys)
     assert code == 2 and "already holds files cifarx did not make" in err

@@ -53,3 +53,18 @@ def test_a_recorded_run_reevaluates_to_its_recorded_accuracy_and_tabulates_again
     (0.79, 0.82, "below (-3.0)"), (0.8, None, "-"), (None, 0.8, "-")])
 def test_verdict_against_the_report(measured, reference, expected):
     assert compare.verdict(measured, reference) == expected
+
+
+def test_compare_csv_and_markdown_take_every_row_field(tmp_path):
+    """Regression: a row key missing from COLUMNS made csv.DictWriter raise, which broke
+    `compare --csv` and every sweep summary."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"status": "completed", "command": "train"}))
+    (run / "metrics.json").write_text(json.dumps({"test_accuracy": 0.81, "epochs": 3, "resumed": True,
+                                                  "seconds": 12.0, "device": "CPU"}))
+    (run / "config.yaml").write_text("experiment_name: demo\nreference_accuracy: 0.82\n")
+    rows = compare.table([tmp_path])
+    text = compare.to_csv(rows)
+    assert text.splitlines()[0].split(",") == compare.COLUMNS and "demo" in text
+    assert "| run | demo | 3 | 81.00% | 82.00% | below (-1.0) | 12 (after resume) | CPU |" in compare.to_markdown(rows)

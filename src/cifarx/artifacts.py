@@ -331,6 +331,9 @@ def reconcile_history(run: Path, write: bool = True) -> int:
             "history.csv had %d epochs but last.keras holds %d (stopped between the two writes); "
             "epochs after %d are trained again", rows, held, held)
         write_bytes_atomic(history, "".join(lines[:held + 1]).encode())
+        best = checkpoint_epochs(run / "best.keras") if (run / "best.keras").exists() else None
+        if best is not None and best > held:  # from an epoch that is trained again: not the run's best
+            (run / "best.keras").unlink()
     return held
 
 

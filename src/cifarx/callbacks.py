@@ -67,6 +67,22 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.run.save_model(self.last_name, self.model, epochs=epochs)
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping that, in a resumed run, starts from the run's history (best value and
+    epochs waited) instead of from scratch, so it stops where the uninterrupted run stops."""
+
+    def __init__(self, past: list[float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.past = list(past or [])
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.past:
+            best = max(range(len(self.past)), key=lambda i: (self.past[i], -i))  # first epoch with the max
+            self.best, self.best_epoch = self.past[best], best
+            self.wait = len(self.past) - 1 - best
+
+
 class EpochSeeds(keras.callbacks.Callback):
     """Reset every random layer's seed state (dropout, augmentation) from (seed, epoch).
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 log = logging.getLogger("cifarx")
 
 COLUMNS = ["run", "command", "status", "overrides", "train_accuracy", "val_accuracy", "test_accuracy",
-           "seconds", "error", "experiment", "reference_accuracy", "epochs", "device", "model", "tta"]
+           "seconds", "error", "experiment", "reference_accuracy", "epochs", "device", "model", "tta", "resumed"]
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:

@@ -204,13 +204,19 @@ class TrainConfig:
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
 
 
+class SavedModel(StrEnum):
+    model = "model"  # the model the run evaluated (best or last; with optimizer.ema, the averaged weights)
+    best = "best"
+    last = "last"
+
+
 @dataclass
 class EvaluateConfig:
     run: str = MISSING  # a train run directory
-    checkpoint: Checkpoint = Checkpoint.best
+    checkpoint: SavedModel = SavedModel.model
     batch_size: int = 256
     seed: int = 42
-    tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
+    tta: Optional[TTA] = None  # test-time augmentation of the val/test predictions; null: the run's own
     data_root: Optional[str] = None  # read the run's images from here instead (moved data)
 
 
@@ -219,17 +225,11 @@ class Scale(StrEnum):
     standard = "standard"
 
 
-class ExtractCheckpoint(StrEnum):
-    model = "model"  # the evaluated model of the run (best by default)
-    best = "best"
-    last = "last"
-
-
 @dataclass
 class ExtractConfig:
     run: Optional[str] = None  # a train run directory ...
     model_path: Optional[str] = None  # ... or a saved .keras model (then `data` says which images)
-    checkpoint: ExtractCheckpoint = ExtractCheckpoint.model
+    checkpoint: SavedModel = SavedModel.model
     layer: Optional[str] = None  # null: the layer right before the final classifier
     batch_size: int = 256
     data_root: Optional[str] = None  # read the run's images from here instead (moved data)
@@ -401,13 +401,16 @@ def validate_train(cfg: DictConfig) -> None:
     if sch.name == ScheduleName.plateau:
         _require(0 < sch.factor < 1, f"schedule.factor={sch.factor} must be in (0, 1)")
         _require(cfg.data.val_fraction > 0, "schedule=plateau watches val_loss: set data.val_fraction > 0")
+    if sch.name in (ScheduleName.plateau, ScheduleName.onecycle):
+        _require(sch.warmup_epochs == 0, f"schedule.warmup_epochs={sch.warmup_epochs} does nothing with "
+                 f"schedule={sch.name} (onecycle warms up by schedule.warmup_fraction)")
     if sch.name in (ScheduleName.cosine, ScheduleName.step, ScheduleName.constant):
         _require(0 <= sch.warmup_epochs < t.epochs,
                  f"schedule.warmup_epochs={sch.warmup_epochs} must be in [0, trainer.epochs)")
     if sch.name == ScheduleName.onecycle:
         _require(0 <= sch.warmup_fraction < 1, f"schedule.warmup_fraction={sch.warmup_fraction} must be in [0, 1)")
-        _require(sch.start_factor >= 0 and sch.end_factor >= 0,
-                 f"schedule.start_factor={sch.start_factor} and schedule.end_factor={sch.end_factor} must be >= 0")
+        _require(0 <= sch.start_factor <= 1, f"schedule.start_factor={sch.start_factor} must be in [0, 1]")
+        _require(0 <= sch.end_factor <= 1, f"schedule.end_factor={sch.end_factor} must be in [0, 1]")
     _require(t.checkpoint_every >= 1, f"trainer.checkpoint_every={t.checkpoint_every} must be >= 1")
     _require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
     if opt.ema is not None:
@@ -432,6 +435,9 @@ def validate_train(cfg: DictConfig) -> None:
                  f"model.whiten_kernel={m.whiten_kernel} must be >= 1 and model.whiten_images={m.whiten_images} >= 2")
         _require(0 <= m.bn_momentum < 1, f"model.bn_momentum={m.bn_momentum} must be in [0, 1)")
         _require(m.bias_lr_scale > 0, f"model.bias_lr_scale={m.bias_lr_scale} must be > 0")
+        _require(m.whiten_eps >= 0, f"model.whiten_eps={m.whiten_eps} must be >= 0")
+        _require(m.bn_epsilon > 0, f"model.bn_epsilon={m.bn_epsilon} must be > 0")
+        _require(m.logit_scale > 0, f"model.logit_scale={m.logit_scale} must be > 0")
     else:
         _require(all(0 <= d < 1 for d in cfg.model.dropout),
                  f"model.dropout={list(cfg.model.dropout)} must be in [0, 1)")

@@ -165,7 +165,8 @@ def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
     extra = {"source_run": str(source), "checkpoint": str(cfg.checkpoint), "model": train_cfg.model.name,
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
-    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=str(cfg.tta))
+    tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
+    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta)
     metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
     return metrics
 

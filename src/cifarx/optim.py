@@ -22,10 +22,10 @@ class TriangularSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        warmup, total = float(max(self.warmup, 1)), float(max(self.total, self.warmup + 1))
-        rising = self.start + (1.0 - self.start) * step / warmup
-        falling = 1.0 + (self.end - 1.0) * (step - warmup) / (total - warmup)
-        factor = ops.where(step < warmup, rising, ops.maximum(falling, min(self.end, 1.0)))
+        warmup, total = float(self.warmup), float(max(self.total, self.warmup + 1))
+        rising = self.start + (1.0 - self.start) * step / max(warmup, 1.0)
+        falling = 1.0 + (self.end - 1.0) * ops.minimum(step - warmup, total - warmup) / (total - warmup)
+        factor = ops.where(step < warmup, rising, falling)
         return self.peak * factor
 
     def get_config(self):

@@ -119,6 +119,11 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             saved.trainer.epochs = int(item.split("=", 1)[1])
     saved.resume = str(run_dir)
     done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
+    planned = int(OmegaConf.load(run_dir / "config.yaml").trainer.epochs)
+    if saved.schedule.name in ("onecycle", "cosine") and int(saved.trainer.epochs) > planned:
+        raise ConfigError(f"schedule={saved.schedule.name} of run {run_dir} ends at its {planned} epochs; "
+                          f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
+                          "(start a new run with more epochs)")
     if done >= int(saved.trainer.epochs):
         raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
     return saved

@@ -90,16 +90,16 @@ def eval_batch_size(trainer_cfg) -> int:
 
 
 def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str,
-               append: bool):
+               append: bool, past: list[float]):
     """Per-epoch callbacks only (plus live progress on a terminal): a per-batch hook makes Keras
     wait for every step before queueing the next, which costs most where steps are fastest."""
     import keras
 
-    from cifarx.callbacks import EpochInfo, EpochSeeds, StopOnNonFinite, progress_callback
+    from cifarx.callbacks import EpochInfo, EpochSeeds, ResumableEarlyStopping, StopOnNonFinite, progress_callback
     from cifarx.optim import schedule_callbacks
 
     progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "")
-    stop = ([keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=int(cfg.trainer.early_stopping))]
+    stop = ([ResumableEarlyStopping(past, monitor=monitor, mode="max", patience=int(cfg.trainer.early_stopping))]
             if cfg.trainer.early_stopping else [])
     cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), *stop,  # the order matters:
            keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append),  # the epoch's row,
@@ -115,8 +115,9 @@ def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epoc
 
     feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, int(cfg.trainer.batch_size),
                                             int(cfg.seed), initial_epoch, str(cfg.trainer.feed))
+    past = read_history(run.file("history.csv")).get(monitor, [])[:initial_epoch] if stage == 1 else []
     callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor,
-                                     append=initial_epoch > 0)
+                                     append=initial_epoch > 0, past=past)
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
     history = model.fit(feed, epochs=epochs, initial_epoch=initial_epoch, validation_data=validation,
                         validation_batch_size=eval_batch_size(cfg.trainer), callbacks=[feed_epoch, *callbacks],

@@ -71,6 +71,7 @@ def _tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, epoch: _Epoch):
 
     batches = (tf.data.Dataset.range(1).map(order)  # drawn lazily, when the epoch's iterator starts
                .flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
+               .map(lambda idx: tf.sort(idx))  # as the python feed: the same batches, in the same order
                .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))))
     options = tf.data.Options()
     options.deterministic = True

@@ -51,14 +51,19 @@ def whitening_kernel(images: np.ndarray, kernel_size: int, eps: float) -> np.nda
     them (float, NHWC). The filters are the eigenvectors of the patch covariance scaled by
     1/sqrt(eigenvalue + eps), each with its negation (so a following GELU keeps both signs).
     """
-    x = np.asarray(images, dtype=np.float64)
+    x = np.asarray(images)
     n, h, w, c = x.shape
-    k = int(kernel_size)
+    k, d = int(kernel_size), int(kernel_size) ** 2 * x.shape[-1]
     if n < 2 or h < k or w < k:
         raise ConfigError(f"model.whiten needs at least 2 training images of at least {k}x{k} pixels")
-    patches = np.stack([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)], axis=3)
-    patches = patches.reshape(-1, k * k * c)  # each row: one k x k x c patch, ordered (i, j, channel)
-    cov = np.cov(patches, rowvar=False)
+    total, outer, count = np.zeros(d), np.zeros((d, d)), 0
+    for start in range(0, n, 256):  # the patch covariance in bounded memory (all patches: ~0.5 GB)
+        block = np.asarray(x[start:start + 256], dtype=np.float64)
+        patches = np.stack([block[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)],
+                           axis=3).reshape(-1, d)  # each row: one k x k x c patch, ordered (i, j, channel)
+        total, outer, count = total + patches.sum(axis=0), outer + patches.T @ patches, count + len(patches)
+    mean = total / count
+    cov = (outer - count * np.outer(mean, mean)) / (count - 1)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + eps)  # columns are filters
     kernel = filters.reshape(k, k, c, k * k * c)
