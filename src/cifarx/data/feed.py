@@ -69,16 +69,21 @@ def _tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, epoch: _Epoch):
         drawn = tf.numpy_function(epoch.order, [], tf.int64, stateful=True)
         return tf.ensure_shape(drawn, [n])
 
-    batches = (tf.data.Dataset.range(1).map(order)  # drawn lazily, when the epoch's iterator starts
-               .flat_map(lambda idx: tf.data.Dataset.from_tensor_slices(idx).batch(batch_size))
-               .map(lambda idx: tf.sort(idx))  # as the python feed: the same batches, in the same order
-               .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))))
+    steps = math.ceil(n / batch_size)
+
+    def epoch_batches(idx):
+        def batch(i):  # indices sorted as in the python feed: the same batches, in the same order
+            chosen = tf.sort(idx[i * batch_size:(i + 1) * batch_size])
+            return tf.gather(images, chosen), tf.gather(labels, chosen)
+
+        return tf.data.Dataset.range(steps).map(batch)
+
+    batches = tf.data.Dataset.range(1).map(order).flat_map(epoch_batches)  # order drawn when the epoch starts
     options = tf.data.Options()
     options.deterministic = True
     options.autotune.enabled = False  # nothing to tune: a gather per batch costs microseconds
     options.threading.private_threadpool_size = 1
-    return batches.with_options(options).apply(
-        tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
+    return batches.with_options(options).apply(tf.data.experimental.assert_cardinality(steps))
 
 
 class FeedEpoch(keras.callbacks.Callback):
