@@ -149,7 +149,7 @@ def unparsable(overrides: list[str]) -> str | None:
         except Exception:
             key, _, value = item.partition("=")
             return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
-                    f"such as ( ) , = [ ] need quotes: \"{key}='{value}'\" (the outer quotes are for the shell)")
+                    f"such as ( ) , = [ ] need quotes: \"{key}={hydra_quote(value)}\" (the outer quotes are for the shell)")
     return None
 
 

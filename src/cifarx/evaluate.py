@@ -44,7 +44,9 @@ def tta_views(x: np.ndarray, tta: str) -> list[tuple[float, np.ndarray]]:
     if tta == "flip_translate":
         shifted = [_shift(v, d, d) for d in (-1, 1) for v in (x, mirror)]
         return [(0.25, x), (0.25, mirror)] + [(0.125, v) for v in shifted]
-    raise ValueError(f"tta={tta!r}; choose one of: none, flip, flip_translate")
+    from cifarx.config import TTA
+
+    raise ValueError(f"tta={tta!r}; choose one of: {', '.join(t.value for t in TTA)}")
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:

@@ -22,8 +22,6 @@ import math
 import keras
 import numpy as np
 
-FEEDS = ("auto", "tf_data", "python")
-
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order in which epoch ``epoch`` visits ``n`` training images."""
@@ -98,9 +96,8 @@ class FeedEpoch(keras.callbacks.Callback):
 
 
 def resolve_feed(kind: str) -> str:
-    """``auto`` -> ``tf_data`` on the TensorFlow backend, ``python`` elsewhere."""
-    if kind not in FEEDS:
-        raise ValueError(f"trainer.feed={kind!r}; choose one of: {', '.join(FEEDS)}")
+    """``auto`` -> ``tf_data`` on the TensorFlow backend, ``python`` elsewhere (``kind`` is one of
+    the ``trainer.feed`` choices, checked by the config schema)."""
     backend = keras.backend.backend()
     if kind == "auto":
         return "tf_data" if backend == "tensorflow" else "python"
