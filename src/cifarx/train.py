@@ -110,14 +110,15 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     return cbs, progress
 
 
-def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str):
+def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str,
+         past: list[float] = ()):
+    """``past``: the monitored metric of the epochs already done (a resumed run's history)."""
     from cifarx.data.feed import training_feed
 
     feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, int(cfg.trainer.batch_size),
                                             int(cfg.seed), initial_epoch, str(cfg.trainer.feed))
-    past = read_history(run.file("history.csv")).get(monitor, [])[:initial_epoch] if stage == 1 else []
     callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor,
-                                     append=initial_epoch > 0, past=past)
+                                     append=initial_epoch > 0, past=list(past))
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
     history = model.fit(feed, epochs=epochs, initial_epoch=initial_epoch, validation_data=validation,
                         validation_batch_size=eval_batch_size(cfg.trainer), callbacks=[feed_epoch, *callbacks],
@@ -248,7 +249,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
 
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
-    part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor)
+    part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
     _merge(history, part)
     epoch_seconds = list(seconds)
     if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:

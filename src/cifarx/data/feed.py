@@ -79,7 +79,7 @@ def _tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, epoch: _Epoch):
     batches = tf.data.Dataset.range(1).map(order).flat_map(epoch_batches)  # order drawn when the epoch starts
     options = tf.data.Options()
     options.deterministic = True
-    options.autotune.enabled = False  # nothing to tune: a gather per batch costs microseconds
+    options.autotune.enabled = False  # nothing to tune: one slice and gather per batch (~0.3 ms)
     options.threading.private_threadpool_size = 1
     return batches.with_options(options).apply(tf.data.experimental.assert_cardinality(steps))
 
