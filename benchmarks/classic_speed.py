@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--test", type=int, default=10_000)
     parser.add_argument("--clf", nargs="+", default=["logreg", "rf", "knn", "svm"])
+    parser.add_argument("--score-train", action="store_true",
+                        help="also score the training split, as `cifarx classic` does unless score_train=false")
+    parser.add_argument("--chunk", type=int, default=2000, help="rows per predict call (classic's predict_chunk)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
@@ -60,11 +63,25 @@ def main() -> None:
         t = time.perf_counter()
         pipeline.fit(x, y)
         fit = time.perf_counter() - t
-        t = time.perf_counter()
-        accuracy = float((pipeline.predict(xt) == yt).mean())
-        predict = time.perf_counter() - t
-        rows.append({"clf": name, "fit_seconds": fit, "predict_seconds": predict, "test_accuracy": accuracy})
-        print(f"{name:8s} fit {fit:7.1f} s   predict {predict:6.1f} s   accuracy {accuracy:.4f}", flush=True)
+        chunks = []  # seconds between two progress updates of `cifarx classic` (one per chunk)
+        predictions = {}
+        for split, (xs, ys) in {"test": (xt, yt), **({"train": (x, y)} if args.score_train else {})}.items():
+            t0 = time.perf_counter()
+            parts = []
+            for i in range(0, len(xs), args.chunk):
+                t = time.perf_counter()
+                parts.append(pipeline.predict(xs[i:i + args.chunk]))
+                chunks.append(time.perf_counter() - t)
+            predictions[split] = (float((np.concatenate(parts) == ys).mean()), time.perf_counter() - t0)
+        accuracy, predict = predictions["test"]
+        row = {"clf": name, "fit_seconds": fit, "predict_seconds": predict, "test_accuracy": accuracy,
+               "longest_chunk_seconds": max(chunks), "chunk": args.chunk}
+        if "train" in predictions:
+            row["train_predict_seconds"] = predictions["train"][1]
+        rows.append(row)
+        print(f"{name:8s} fit {fit:7.1f} s   predict test {predict:6.1f} s"
+              + (f"   train {row['train_predict_seconds']:6.1f} s" if "train" in predictions else "")
+              + f"   longest silent chunk {max(chunks):4.1f} s   accuracy {accuracy:.4f}", flush=True)
     record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": hardware(), "versions": package_versions(),
               "train_shape": list(x.shape), "test_shape": list(xt.shape),
               "features": args.features or "synthetic", "results": rows}

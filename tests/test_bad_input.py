@@ -16,6 +16,9 @@ CASES = {
     "bad fraction": (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be in [0, 1)"),
     "missing data root": (["data.root=/nonexistent/cifar"], "data.root='/nonexistent/cifar' does not exist"),
     "bad step schedule": (["schedule.factors=[1.0]"], "schedule.factors needs one more entry"),
+    "another command's group": (["clf=rf"], "clf is not an option of cifarx train; it belongs to cifarx classic"),
+    "bad time budget": (["trainer.time_budget=-5"], "must be > 0 seconds or null"),
+    "unknown logger": (["logger=wandb"], "unknown logger 'wandb'; choose one of: mlflow, none"),
 }
 
 
@@ -30,10 +33,27 @@ def assert_clean_failure(result, expected: str, cwd):
     assert runs == []
 
 
+def assert_refused_in_preflight(command: str, args: list[str], expected: str) -> None:
+    """The pre-flight check (what the CLI runs before Hydra makes any directory) refuses it in one line."""
+    from cifarx.cli import preflight
+
+    message = preflight(command, args)
+    assert message is not None and expected in message, message
+    assert "\n" not in message and "Traceback" not in message
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_train_override(case, tmp_path):
+def test_bad_train_override(case):
+    overrides, expected = CASES[case]
+    assert_refused_in_preflight("train", overrides, expected)
+
+
+@pytest.mark.parametrize("case", ["unknown model", "wrong type", "another command's group", "missing data root"])
+def test_bad_train_override_end_to_end(case, tmp_path):
+    """The same refusals through the real entry point: one line, exit 2, no traceback, no run left."""
     overrides, expected = CASES[case]
     result = run_cli(["train", *overrides], cwd=tmp_path)
+    assert result.returncode == 2
     assert_clean_failure(result, expected, tmp_path)
 
 
@@ -65,7 +85,7 @@ def test_evaluate_without_run(tmp_path):
 # -- the rest of the catalogue: every command, config, files and data ----------------------------
 
 COMMAND_CASES = {
-    "unknown experiment": (["train", "experiment=nope"], "unknown experiment 'nope'; choose one of: classic_knn"),
+    "unknown experiment": (["train", "experiment=nope"], "unknown experiment 'nope'; choose one of: cnn_wide, fast_cpu"),
     "added key past the schema": (["train", "+model.depth=5"], "unknown config key 'model.depth'"),
     "bad precision": (["train", "trainer.precision=float8"], "trainer.precision='float8' is not one of: float32"),
     "negative batch size": (["train", "trainer.batch_size=-4"], "trainer.batch_size=-4 must be a positive integer"),
@@ -83,11 +103,17 @@ COMMAND_CASES = {
 }
 
 
+BEFORE_PREFLIGHT = {"compare a missing path", "resume with another model"}  # refused by cli.main itself
+
+
 @pytest.mark.parametrize("case", sorted(COMMAND_CASES))
 def test_bad_command_input(case, tmp_path):
     args, expected = COMMAND_CASES[case]
-    result = run_cli(args, cwd=tmp_path)
-    assert_clean_failure(result, expected, tmp_path)
+    if case in BEFORE_PREFLIGHT or case in ("unknown classifier", "extract with nothing"):  # and two end to end
+        result = run_cli(args, cwd=tmp_path)
+        assert_clean_failure(result, expected, tmp_path)
+    else:
+        assert_refused_in_preflight(args[0], args[1:], expected)
 
 
 def _image_root(tmp_path, damage):
@@ -118,7 +144,7 @@ def _corrupt_image(root):
 
 DATA_CASES = {
     "non-image file": (_non_image, "notes.txt' in"),
-    "image of the wrong size": (_wrong_size, "big.png' is 48x48, expected 32x32"),
+    "image of the wrong size": (_wrong_size, "big.png' is 48x48, not 32x32; set data.other_sizes=pad"),
     "mismatched class folders": (_mismatched, "train and test class folders differ"),
     "corrupt image": (_corrupt_image, "0000.png' is not a readable image"),
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -45,10 +47,38 @@ def test_unknown_command_is_one_line(tmp_path):
                                      "train, evaluate, data, extract, classic, compare")
 
 
-def test_command_help_is_hydras(tmp_path):
-    result = run_cli(["train", "--help"], cwd=tmp_path)
-    assert result.returncode == 0
-    assert "model: airbench, simple_cnn, vgg16, vgg19" in result.stdout
+GROUPS = {"train": {"model", "optimizer", "schedule", "data", "logger", "experiment", "hparams_search"},
+          "classic": {"clf", "data", "logger", "experiment"}, "evaluate": set(), "extract": {"data"}, "data": {"data"}}
+
+
+@pytest.mark.parametrize("command", sorted(GROUPS))
+def test_each_commands_help_offers_only_its_own_groups_and_experiments(tmp_path, command):
+    import re
+
+    result = run_cli([command, "--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    section = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = dict(line.split(": ", 1) for line in section.strip().splitlines())
+    assert set(listed) == GROUPS[command] | {"hydra/launcher"}
+    experiments = set(re.split(r",\s*", listed.get("experiment", ""))) - {""}
+    if command == "train":
+        assert "model" in listed and listed["model"] == "airbench, simple_cnn, vgg16, vgg19"
+        assert {"seed_cnn_augment", "fast_cpu", "vgg19_frozen"} <= experiments
+    if command == "classic":
+        assert experiments == {"classic_knn", "classic_logreg", "classic_rf", "classic_svm"}
+    assert not any(e.startswith("classic_") for e in experiments) or command == "classic"
+
+
+@pytest.mark.parametrize("command, args, says", [
+    ("train", ["experiment=classic_knn"], "experiment=classic_knn is a cifarx classic experiment; cifarx train's"),
+    ("classic", ["experiment=seed_cnn_raw", "features=pixels"], "experiment=seed_cnn_raw is a cifarx train experiment"),
+    ("classic", ["optimizer=sgd", "features=pixels"], "optimizer is not an option of cifarx classic; it belongs to cifarx train"),
+])
+def test_another_commands_option_fails_in_one_line_naming_the_command(tmp_path, command, args, says):
+    result = run_cli([command, *args], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"cifarx {command}: error: {says}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -108,8 +110,44 @@ def test_image_of_wrong_size(tmp_path):
 
     root = write_image_dir(tmp_path, train_per_class=2, test_per_class=1)
     Image.new("RGB", (64, 64)).save(root / "test" / "dog" / "big.png")
-    with pytest.raises(DataError, match="big.png' is 64x64, expected 32x32"):
+    with pytest.raises(DataError, match="big.png' is 64x64, not 32x32; set data.other_sizes"):
         load_path(root)
+
+
+def test_smaller_images_are_centred_or_scaled_only_when_asked(tmp_path):
+    root = write_image_dir(tmp_path, train_per_class=2, test_per_class=1, size=28, mode="L")
+    with pytest.raises(DataError, match=r"is 28x28, not 32x32; set data.other_sizes=pad .* or data.other_sizes=resize"):
+        load_path(root)
+    padded = load_path(root, "pad")
+    assert padded.x_train.shape[1:] == (32, 32, 3) and padded.x_train.dtype == np.uint8
+    assert not padded.x_train[:, :2].any() and not padded.x_train[:, :, -2:].any()  # a 2-pixel black border
+    inner = padded.x_train[:, 2:30, 2:30]
+    assert inner.any() and (inner[..., 0] == inner[..., 1]).all() and (inner[..., 1] == inner[..., 2]).all()  # grey
+    resized = load_path(root, "resize")
+    assert resized.x_train.shape[1:] == (32, 32, 3) and resized.x_train[:, :2].any()
+
+
+def test_pad_refuses_larger_images_and_names_resize(tmp_path):
+    root = write_image_dir(tmp_path, train_per_class=2, test_per_class=1, size=40)
+    with pytest.raises(DataError, match="larger than 32x32: .* use data.other_sizes=resize"):
+        load_path(root, "pad")
+    assert load_path(root, "resize").x_test.shape[1:] == (32, 32, 3)
+
+
+@pytest.mark.slow
+def test_a_28x28_grayscale_folder_trains_with_other_sizes_pad(tmp_path):
+    from cifarx.runtime import run_command
+    from cifarx.testing import compose
+    from cifarx.train import run_train
+
+    root = write_image_dir(tmp_path, train_per_class=8, test_per_class=2, size=28, mode="L")
+    out = tmp_path / "run"
+    cfg = compose("train", [f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}", "data.other_sizes=pad",
+                            "trainer.epochs=1", "trainer.batch_size=16", "model.filters=[4,8,8]"])
+    run_command("train", run_train, cfg, run_dir=out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert json.loads((out / "provenance.json").read_text())["data"]["other_sizes"] == "pad"
 
 
 def test_mismatched_class_folders(tmp_path):

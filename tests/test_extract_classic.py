@@ -110,6 +110,27 @@ def test_pixels_baseline(extracted):
     assert metrics["dim"] == 3072 and metrics["fit_count"] == 40 and metrics["train_count"] == 80
 
 
+def test_classic_can_skip_or_sample_the_training_split_and_chunks_change_no_prediction(extracted):
+    from cifarx.classic import run_classic
+    from cifarx.runtime import run_command
+    from cifarx.testing import compose
+
+    tmp, _, features = extracted
+    common = ["clf=knn", f"features={features}", "clf.estimator.n_neighbors=3"]
+    runs = {}
+    for name, extra in {"whole": ["predict_chunk=100000"], "chunked": ["predict_chunk=7"],
+                        "skipped": ["score_train=false"], "sampled": ["score_train_max=30"]}.items():
+        runs[name] = tmp / "classic" / f"scoring_{name}"
+        run_command("classic", run_classic, compose("classic", [*common, *extra]), run_dir=runs[name])
+    m = {name: json.loads((path / "metrics.json").read_text()) for name, path in runs.items()}
+    assert m["chunked"]["test_accuracy"] == m["whole"]["test_accuracy"]
+    assert m["chunked"]["train_accuracy"] == m["whole"]["train_accuracy"] and m["whole"]["train_scored"] == 80
+    assert (runs["chunked"] / "confusion_matrix.csv").read_text() == (runs["whole"] / "confusion_matrix.csv").read_text()
+    assert "train_accuracy" not in m["skipped"] and m["skipped"]["train_scored"] == 0
+    assert m["skipped"]["test_accuracy"] == m["whole"]["test_accuracy"]
+    assert m["sampled"]["train_scored"] == 30 and "train_accuracy" in m["sampled"]
+
+
 def test_classic_without_features_says_to_extract_first(tmp_path):
     result = run_cli(["classic", "clf=rf"], cwd=tmp_path)
     assert result.returncode == 2

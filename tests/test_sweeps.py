@@ -27,7 +27,15 @@ def test_every_job_has_its_own_readable_directory(sweep):
     _, sweep_dir, _ = sweep
     jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert len(jobs) == 4
-    assert all("optimizer=" in j and "data.root" not in j for j in jobs)
+    assert all("optimizer=" in j and "model.dropout=" in j and "data.root" not in j for j in jobs)
+    assert not any("trainer.epochs" in j or "model.filters" in j for j in jobs)  # same in every job: not in names
+
+
+def test_jobs_print_one_line_each_and_the_sweep_one_table(sweep):
+    _, _, result = sweep
+    lines = [line for line in result.stderr.splitlines() if line.startswith("job ")]
+    assert len(lines) == 2 and all("optimizer=" in line and "test " in line for line in lines)  # the completed jobs
+    assert "confusion matrix" not in result.stdout and result.stdout.count("┏") == 1
 
 
 def test_summary_matches_each_jobs_metrics(sweep):
@@ -63,7 +71,7 @@ def test_compare_prints_the_same_numbers(sweep):
     assert result.returncode == 0, result.stderr
     assert result.stdout == (sweep_dir / "summary.csv").read_text()
     table = run_cli(["compare", str(sweep_dir), "--sort", "test_accuracy"], cwd=tmp)
-    assert table.returncode == 0 and "4 runs, sorted by test_accuracy" in table.stdout
+    assert table.returncode == 0 and "4 runs under" in table.stdout and "sorted by test_accuracy" in table.stdout
 
 
 def test_compare_on_nothing_is_an_error(tmp_path):
@@ -119,3 +127,28 @@ def test_optuna_search_of_three_trials_writes_its_best_parameters(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
     assert best["best_value"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["data=full"], "needs a validation split"),
+    (["objective=test_accuracy"], "would let the search select on the test set"),
+])
+def test_a_search_never_selects_on_the_test_set(tmp_path, args, says):
+    result = run_cli(["train", "hparams_search=simple_cnn_optuna", "hydra.sweeper.n_trials=2", *args], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_job_without_its_objective_returns_nothing_to_the_sweeper(tmp_path):
+    from cifarx.runtime import run_command
+    from cifarx.testing import compose
+
+    def no_validation_split(cfg, run):
+        run.write_metrics({"test_accuracy": 0.9})
+        return {"test_accuracy": 0.9}
+
+    assert run_command("train", no_validation_split, compose("train", []), run_dir=tmp_path / "a") is None
+    assert run_command("train", lambda cfg, run: {"val_accuracy": 0.7, "test_accuracy": 0.9},
+                       compose("train", []), run_dir=tmp_path / "b") == 0.7

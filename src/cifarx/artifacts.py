@@ -183,6 +183,7 @@ class RunDir:
         self.has_results = False  # becomes True once a result artifact is written
         self.created: list[Path] = []  # files this run wrote (early-failure cleanup removes them)
         self.begun = False  # after begin(), the directory must exist: it is never silently recreated
+        self.tracker = None  # the run's MLflow tracker (cifarx.tracking), with logger=mlflow
 
     @classmethod
     def from_hydra(cls, command: str) -> "RunDir":
@@ -239,6 +240,8 @@ class RunDir:
 
     def write_metrics(self, metrics: dict[str, Any]) -> Path:
         self.has_results = True
+        if self.tracker is not None:
+            metrics = {**metrics, "mlflow_run_id": self.tracker.run_id}
         return self.write_json(METRICS_FILE, metrics)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -335,13 +338,6 @@ def reconcile_history(run: Path, write: bool = True) -> int:
         if best is not None and best > held:  # from an epoch that is trained again: not the run's best
             (run / "best.keras").unlink()
     return held
-
-
-def read_status(run: Path) -> str | None:
-    path = Path(run) / STATUS_FILE
-    if not path.exists():
-        return None
-    return effective_status(run, read_json(path))
 
 
 def effective_status(run: Path, record: dict[str, Any]) -> str | None:

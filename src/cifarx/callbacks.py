@@ -96,11 +96,11 @@ class EpochSeeds(keras.callbacks.Callback):
         self.seed = int(seed)
 
     def on_epoch_begin(self, epoch, logs=None):
-        generators = [sg for layer in self.model._flatten_layers(include_self=False)
-                      for sg in getattr(layer, "_seed_generators", [])]
-        for i, sg in enumerate(generators):
+        # A SeedGenerator's state is one of the model's variables, named "seed_generator_state".
+        states = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        for i, variable in enumerate(states):
             state = [(self.seed * 7919 + i * 104729) % 2**31, (epoch * 1_000_003) % 2**31]
-            sg.state.assign(keras.ops.convert_to_tensor(state, dtype=sg.state.dtype))
+            variable.assign(keras.ops.convert_to_tensor(state, dtype=variable.dtype))
 
 
 class EpochInfo(keras.callbacks.Callback):
@@ -154,22 +154,32 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class LiveProgress(EpochLog):
-    """On a terminal: a rich progress bar per epoch, then the same line as ``EpochLog``."""
+    """On a terminal: a rich progress bar per epoch (counting real steps; it advances in chunks
+    of ``steps_per_execution`` and says so), removed when the epoch ends and replaced by the same
+    one line as ``EpochLog``. Bar and log lines share one console, so they never interleave."""
 
     async_safe = True  # only updates the bar: Keras may call it from its callback thread
+
+    def __init__(self, epochs: int, steps: int, stage: str = "", chunk: int = 1):
+        super().__init__(epochs, steps, stage)
+        self.chunk = max(1, int(chunk))
 
     def on_train_begin(self, logs=None):
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
+        from cifarx.console import err_console
+
         self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
+                             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
+                             console=err_console())
         self._progress.start()
         self._task = None
 
     def on_epoch_begin(self, epoch, logs=None):
         super().on_epoch_begin(epoch, logs)
-        self._task = self._progress.add_task(f"{self.stage}epoch {epoch + 1}/{self.epochs}",
+        every = f" (steps by {self.chunk})" if self.chunk > 1 and self.steps > self.chunk else ""
+        self._task = self._progress.add_task(f"{self.stage}epoch {epoch + 1}/{self.epochs}{every}",
                                              total=self.steps, info="")
 
     def on_train_batch_end(self, batch, logs=None):
@@ -188,6 +198,6 @@ class LiveProgress(EpochLog):
         self._progress.stop()
 
 
-def progress_callback(epochs: int, steps: int, stage: str = "") -> EpochLog:
+def progress_callback(epochs: int, steps: int, stage: str = "", chunk: int = 1) -> EpochLog:
     """A live bar on a terminal, plain epoch lines elsewhere."""
-    return (LiveProgress if is_interactive() else EpochLog)(epochs, steps, stage)
+    return LiveProgress(epochs, steps, stage, chunk) if is_interactive() else EpochLog(epochs, steps, stage)

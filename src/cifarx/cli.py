@@ -163,32 +163,36 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     from omegaconf import OmegaConf
 
     from cifarx.config import config_dir
-    from cifarx.errors import CifarxError, describe_compose_error
+    from cifarx.errors import CifarxError, describe_compose_error, experiment_problem
     from cifarx.runtime import validate_command_config
 
     problem = output_problem(overrides)
     if problem:
         return problem
     plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
-    problem = unparsable(overrides)
+    problem = unparsable(overrides) or experiment_problem(command, plain)
     if problem:
         return problem
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
             cfg = compose(config_name=command, overrides=plain)
     except Exception as exc:  # Hydra wraps everything; we only need the message
-        return describe_compose_error(exc)
+        return describe_compose_error(exc, command)
     try:
         OmegaConf.resolve(cfg)
         validate_command_config(command, cfg)
     except CifarxError as exc:
         return str(exc)
     except Exception as exc:
-        return describe_compose_error(exc)
+        return describe_compose_error(exc, command)
     return None
 
 
 def _task_for(command: str) -> Callable:
+    """The Hydra task of ``command``. Launchers that run jobs in other processes (joblib,
+    submitit) unpickle it there, importing this module: which registers cifarx's resolvers
+    (see the end of this file) before Hydra resolves a job's output directory."""
+
     def task(cfg):
         from cifarx.runtime import run_command
 
@@ -282,6 +286,14 @@ def _sweep_interrupted(name: str, overrides: list[str]) -> int:
     print(f"cifarx {name}: sweep interrupted{where}; {detail}", file=sys.stderr)
     return 130
 
+
+def _register_on_import() -> None:
+    from cifarx.runtime import register_resolvers
+
+    register_resolvers()
+
+
+_register_on_import()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -155,19 +156,27 @@ def varying(rows: list[dict[str, Any]]) -> list[str]:
 def print_rows(rows: list[dict[str, Any]], title: str, common: Path | None = None) -> None:
     from cifarx.console import print_table
 
+    paths = [r["run"] for r in rows]
+    shared = Path(os.path.commonpath(paths)) if len(paths) > 1 else Path(paths[0]).parent if paths else None
+
     def name(run: str) -> str:
         if common is not None and Path(run).parent == common:
             return Path(run).name.split("_", 1)[0]  # the job number
-        try:
-            return str(Path(run).relative_to(Path.cwd()))
-        except ValueError:
-            return run
+        return str(Path(run).relative_to(shared)) if shared is not None else run  # what tells the runs apart
 
     print_table(title, ["run", "status", "overrides", "train acc", "val acc", "test acc", "seconds"],
                 [[name(r["run"]), r["status"], diff or "-",
                   *("-" if r[k] is None else float(r[k]) for k in ("train_accuracy", "val_accuracy", "test_accuracy")),
                   "-" if r["seconds"] is None else f"{float(r['seconds']):.1f}"]
                  for r, diff in zip(rows, varying(rows))])
+
+
+def short_path(path: str) -> str:
+    """``path`` relative to the working directory when it is under it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd())) or "."
+    except ValueError:
+        return path
 
 
 def main(argv: Sequence[str]) -> int:
@@ -196,5 +205,6 @@ def main(argv: Sequence[str]) -> int:
     if args.format == "markdown":
         sys.stdout.write(to_markdown(rows))
         return 0
-    print_rows(rows, f"{len(rows)} runs, sorted by {args.sort}")
+    shared = os.path.commonpath([r["run"] for r in rows]) if len(rows) > 1 else str(Path(rows[0]["run"]).parent)
+    print_rows(rows, f"{len(rows)} runs under {short_path(shared)}, sorted by {args.sort}")
     return 0

@@ -77,6 +77,12 @@ class AugmentConfig:
     fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
 
 
+class OtherSizes(StrEnum):
+    refuse = "refuse"  # only 32x32 images (CIFAR-10's size)
+    pad = "pad"  # centre smaller images on a black 32x32 canvas
+    resize = "resize"  # scale any size to 32x32 (bilinear)
+
+
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # null: Keras' download/cache; else a batches dir, tar.gz, image folder or zip
@@ -86,6 +92,7 @@ class DataConfig:
     max_test: Optional[int] = None
     normalize: Normalize = Normalize.zscore
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    other_sizes: OtherSizes = OtherSizes.refuse  # image-folder images that are not 32x32: refuse | pad | resize
 
 
 @dataclass
@@ -167,6 +174,23 @@ class ScheduleConfig:
     end_factor: float = 0.0  # onecycle: last rate as a fraction of learning_rate
 
 
+class LoggerName(StrEnum):
+    none = "none"
+    mlflow = "mlflow"
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = LoggerName.none
+    tracking_uri: Optional[str] = None  # null: the embedded SQLite store in ./outputs
+    artifact_location: Optional[str] = None  # for a new experiment; null: ./outputs/mlartifacts (embedded)
+    experiment: str = "cifarx"
+    log_model: bool = True
+    log_checkpoints: bool = False
+    http_timeout: int = 10
+    http_retries: int = 2
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = 140
@@ -186,6 +210,9 @@ class TrainerConfig:
     eval_batch_size: Optional[int] = None  # validation/evaluation batch; null: max(256, batch_size)
     label_smoothing: float = 0.0  # cross-entropy against (1 - s) * one-hot + s / classes
     score_train: bool = True  # also score the training split at the end (a fit diagnostic; costs a pass)
+    time_budget: Optional[float] = None  # seconds of wall time for the whole run: the epochs that fit (at most `epochs`)
+    time_budget_reserve: float = 0.08  # share of the budget kept for what is not measured (saving, plots)
+    budget_probe_steps: int = 24  # training steps timed to plan a time budget
     checkpoint_every: int = 1  # save last.keras every N epochs (and at the end); resume repeats the rest exactly
 
 
@@ -201,6 +228,7 @@ class TrainConfig:
     resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
     tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
 
 
@@ -251,11 +279,15 @@ class ClassicConfig:
     scale: Scale = Scale.none
     pca: Optional[int] = None
     max_train: Optional[int] = None  # stratified subsample of the training features
+    score_train: bool = True  # also score the training split (a fit diagnostic; KNN/SVM predict slowly)
+    score_train_max: Optional[int] = None  # score a stratified sample of this many training rows
+    predict_chunk: int = 2000  # rows per predict call (progress is shown per chunk)
     pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
     trust_pipeline: bool = False  # unpickle a pipeline cifarx did not sign on this machine (runs its code)
     seed: int = 42
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers
     experiment_name: Optional[str] = None
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
 
 
@@ -282,6 +314,7 @@ def register_configs() -> None:
     cs.store(name="schema_model_airbench", node=AirbenchConfig)
     cs.store(name="schema_optimizer", node=OptimizerConfig)
     cs.store(name="schema_schedule", node=ScheduleConfig)
+    cs.store(name="schema_logger", node=LoggerConfig)
 
 
 MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19", "airbench")
@@ -297,6 +330,17 @@ SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def validate_logger(cfg: DictConfig) -> None:
+    logger = cfg.get("logger")
+    if logger is None or logger.name != LoggerName.mlflow:
+        return
+    _require(logger.http_timeout > 0 and logger.http_retries >= 0,
+             f"logger.http_timeout={logger.http_timeout} must be > 0 and logger.http_retries={logger.http_retries} >= 0")
+    from cifarx.tracking import require_mlflow
+
+    require_mlflow()
 
 
 def validate_seed(cfg: DictConfig) -> None:
@@ -355,6 +399,12 @@ def validate_classic(cfg: DictConfig) -> None:
              "`cifarx classic features=<extract run dir>` (or features=pixels)")
     _require(cfg.pca is None or cfg.pca > 0, f"pca={cfg.pca} must be a positive number of components or null")
     _require(cfg.max_train is None or cfg.max_train > 0, f"max_train={cfg.max_train} must be positive or null")
+    _require(cfg.score_train_max is None or cfg.score_train_max > 0,
+             f"score_train_max={cfg.score_train_max} must be positive or null")
+    _require(cfg.predict_chunk > 0, f"predict_chunk={cfg.predict_chunk} must be positive")
+    _require(not (cfg.scale == Scale.standard and "StandardScaler" in str(cfg.clf.estimator)),
+             f"clf={cfg.clf.name} already standardises its features (a StandardScaler in clf.estimator); "
+             "scale=standard would do it twice: leave scale=none")
     if str(cfg.features) == "pixels":
         validate_data(cfg.data)
     else:
@@ -411,6 +461,9 @@ def validate_train(cfg: DictConfig) -> None:
         _require(0 <= sch.warmup_fraction < 1, f"schedule.warmup_fraction={sch.warmup_fraction} must be in [0, 1)")
         _require(0 <= sch.start_factor <= 1, f"schedule.start_factor={sch.start_factor} must be in [0, 1]")
         _require(0 <= sch.end_factor <= 1, f"schedule.end_factor={sch.end_factor} must be in [0, 1]")
+    _require(t.time_budget is None or t.time_budget > 0, f"trainer.time_budget={t.time_budget} must be > 0 seconds or null")
+    _require(0 <= t.time_budget_reserve < 1, f"trainer.time_budget_reserve={t.time_budget_reserve} must be in [0, 1)")
+    _require(t.budget_probe_steps >= 1, f"trainer.budget_probe_steps={t.budget_probe_steps} must be >= 1")
     _require(t.checkpoint_every >= 1, f"trainer.checkpoint_every={t.checkpoint_every} must be >= 1")
     _require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
     if opt.ema is not None:
@@ -426,6 +479,8 @@ def validate_train(cfg: DictConfig) -> None:
                  "model.finetune.blocks and model.finetune.epochs must be >= 0")
         _require((m.finetune.blocks > 0) == (m.finetune.epochs > 0),
                  "model.finetune.blocks and model.finetune.epochs must both be 0 or both be positive")
+        _require(t.time_budget is None or m.finetune.blocks == 0,
+                 "trainer.time_budget plans one training stage; with model.finetune set trainer.epochs instead")
     elif cfg.model.name == "airbench":
         m = cfg.model
         _require(len(m.widths) > 0 and all(w > 0 for w in m.widths) and m.width > 0,

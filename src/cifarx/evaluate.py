@@ -90,6 +90,7 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     """Write every evaluation artifact into ``run`` and return the metrics dict it saved."""
     from cifarx import plots
 
+    log.info("writing the report, confusion matrices and plots into %s", run.path)
     labels = list(range(len(class_names)))
     matrix = confusion_matrix(y_test, pred_test, labels=labels)
     report_text = classification_report(y_test, pred_test, labels=labels, target_names=class_names,
@@ -121,7 +122,10 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     metrics.update({"test_count": int(len(y_test)), "class_names": class_names, "most_confused": pairs})
     metrics.update(extra or {})
     run.write_metrics(metrics)
+    from cifarx.console import in_sweep
 
+    if in_sweep():  # one line per job and one table at the end (cifarx.sweep); the files hold the rest
+        return metrics
     print_table("accuracy", ["split", "accuracy", "loss"],
                 [[s, v["accuracy"], v.get("loss", "-")] for s, v in scores.items()])
     short = [n[:5] for n in class_names]
@@ -141,6 +145,8 @@ def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
     for split, (x, y) in data.splits().items():
         if split == "train" and not score_train:
             continue
+        views = "" if split == "train" or tta == "none" else f", {tta} test-time augmentation"
+        log.info("scoring %s (%s images%s) ...", split, f"{len(y):,}", views)
         proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta)
         pred = proba.argmax(axis=1)
         scores[split] = split_scores(y, proba, pred, data.num_classes)
@@ -151,12 +157,11 @@ def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
                             history=history, extra={**(extra or {}), "tta": tta})
 
 
-def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
+def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
     """`cifarx evaluate run=DIR`: reload a train run's model and data, evaluate into a new run."""
     from cifarx.data import load_dataset
     from cifarx.models import load_model
 
-    run = run or RunDir.from_hydra("evaluate")
     source = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     train_cfg = OmegaConf.load(source / "config.yaml")
     if cfg.get("data_root") is not None:  # the same images, read from where they are now
@@ -168,7 +173,5 @@ def run_evaluate(cfg, run: RunDir | None = None) -> dict[str, Any]:
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
     tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
-    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta)
-    metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
-    return metrics
+    return evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta)
 

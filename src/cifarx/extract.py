@@ -39,7 +39,7 @@ def feature_layer(model, name: str | None):
 
 def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label: str) -> tuple[int, ...]:
     """Run ``extractor`` over ``x`` in batches, writing into ``path`` as it goes."""
-    from cifarx.console import is_interactive
+    from cifarx.console import err_console, is_interactive
 
     n = len(x)
     first = np.asarray(extractor.predict_on_batch(x[:1]))
@@ -49,7 +49,7 @@ def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label:
     if is_interactive():
         from rich.progress import track
 
-        starts = track(starts, description=f"extracting {label}", transient=True)
+        starts = track(starts, description=f"extracting {label}", transient=True, console=err_console())
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         start = time.perf_counter()
@@ -75,13 +75,12 @@ def _source(cfg):
     return path, None, None
 
 
-def run_extract(cfg, run: RunDir | None = None) -> dict[str, Any]:
+def run_extract(cfg, run: RunDir) -> dict[str, Any]:
     import keras
 
     from cifarx.data import load_dataset
     from cifarx.models import load_model
 
-    run = run or RunDir.from_hydra("extract")
     model_path, train_cfg, source = _source(cfg)
     data_cfg = train_cfg.data if train_cfg is not None else cfg.data
     if cfg.data_root is not None:
@@ -111,4 +110,4 @@ def run_extract(cfg, run: RunDir | None = None) -> dict[str, Any]:
     run.write_metrics({"layer": layer.name, "dim": dim, "splits": splits,
                        "source_test_accuracy": meta["source_test_accuracy"]})
     log.info("features of layer '%s' (%d-d) in %s", layer.name, dim, run.path)
-    return {**meta, "objective": meta["source_test_accuracy"]}
+    return meta

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 
@@ -28,6 +29,7 @@ def curves_figure(history: dict[str, list[float]]):
             if prefix + key in history:
                 ax.plot(epochs, history[prefix + key], label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25 on short runs
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -37,7 +39,7 @@ def curves_figure(history: dict[str, list[float]]):
 
 def image_grid_figure(images: np.ndarray, titles: list[str], columns: int = 8, title: str = ""):
     rows = max(1, int(np.ceil(len(images) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), layout="constrained")
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, img, text in zip(np.atleast_1d(axes).ravel(), images, titles):

@@ -24,6 +24,14 @@ def register_resolvers() -> None:
     from cifarx.config import register_configs
 
     register_configs()
+    if not OmegaConf.has_resolver("cifarx_groups"):
+        from cifarx.errors import groups_help
+
+        OmegaConf.register_new_resolver("cifarx_groups", groups_help)
+    if not OmegaConf.has_resolver("cifarx_varying"):
+        from cifarx.sweep import job_dirname
+
+        OmegaConf.register_new_resolver("cifarx_varying", job_dirname)
     if not OmegaConf.has_resolver("cifarx_pid"):
         OmegaConf.register_new_resolver("cifarx_pid", lambda: str(os.getpid()), use_cache=True)
 
@@ -76,19 +84,13 @@ def validate_command_config(command: str, cfg: DictConfig) -> None:
     if extra:
         raise ConfigError(f"unknown config key '{extra[0]}' (check the spelling; `--cfg job` shows every key)")
     schema.validate_seed(cfg)
+    schema.validate_logger(cfg)
     if command == "train":
         schema.validate_train(cfg)
     elif command == "data":
         schema.validate_data(cfg.data)
     elif hasattr(schema, f"validate_{command}"):
         getattr(schema, f"validate_{command}")(cfg)
-
-
-def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _stop_on_sigterm() -> None:
@@ -210,7 +212,9 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     from cifarx.artifacts import RunDir
 
     run = RunDir(run_dir, command) if run_dir is not None else RunDir.from_hydra(command)
-    multirun = _is_multirun()
+    from cifarx.console import in_sweep
+
+    multirun = in_sweep()
     resuming = command == "train" and cfg.get("resume") is not None
     _stop_on_sigterm()
 
@@ -246,17 +250,21 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
         if command in KERAS_COMMANDS:
             import_keras_quietly()
+        run.tracker = start_tracking(command, cfg, run)
         result = fn(cfg, run)
     except CifarxError as exc:
         message = one_line(str(exc))
         if run.has_results or multirun:
             _record(run, "failed", error=message)
+            _end_tracking(run, "FAILED", cfg)
         elif not resuming:  # a refused resume leaves the existing run exactly as it was
+            _end_tracking(run, "FAILED", cfg, discard=True)  # no result: the MLflow run goes too
             # Hydra's files and the lock were made for this run too: the folder held none before.
             run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
         return refuse(message)
     except KeyboardInterrupt:
         _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        _end_tracking(run, "KILLED", cfg)
         if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
             raise
         hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() else ""
@@ -268,19 +276,63 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
                 else "; free space and run again"
             message = f"no space left on device ({getattr(exc, 'filename', None) or run.path}){hint}"
             _record(run, "failed", error=message)
+            _end_tracking(run, "FAILED", cfg)
             return refuse(message)
         _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
+        _end_tracking(run, "FAILED", cfg)
         if multirun:
             log.exception("cifarx %s: job failed", command)
             return None
         raise
     run.set_status("completed")
+    _end_tracking(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
+    if multirun and isinstance(result, dict):
+        _job_line(command, run, result)
     if not isinstance(result, dict):
         return result
     key = cfg.get("objective")
-    if key and result.get(key) is not None:
-        return result[key]
-    return result.get("objective")  # each command's default: validation accuracy, else test accuracy
+    return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+
+
+def _job_line(command: str, run, result: dict) -> None:
+    """A sweep job's one line: its number, what it set, its scores, its time."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    scores = "  ".join(f"{k.split('_')[0]} {result[k]:.4f}" for k in ("val_accuracy", "test_accuracy")
+                       if isinstance(result.get(k), (int, float)))
+    seconds = result.get("seconds")
+    from cifarx.sweep import varying_overrides
+
+    log.info("job %s %s  %s%s  %s", hc.job.num, " ".join(varying_overrides(hc.overrides.task)) or "(defaults)", scores,
+             f"  {seconds:.0f}s" if isinstance(seconds, (int, float)) else "", run.path.name)
+
+
+TRACKED_COMMANDS = ("train", "classic")
+
+
+def start_tracking(command: str, cfg: DictConfig, run):
+    """The run's MLflow tracker with logger=mlflow (None otherwise); a store that cannot be
+    reached is a ConfigError here, before any training."""
+    if command not in TRACKED_COMMANDS or cfg.get("logger") is None or cfg.logger.name != "mlflow":
+        return None
+    from cifarx import tracking
+
+    return tracking.start(command, cfg, run)
+
+
+def _end_tracking(run, status: str, cfg: DictConfig, metrics: dict | None = None, discard: bool = False) -> None:
+    tracker = getattr(run, "tracker", None)
+    if tracker is None:
+        return
+    from cifarx import tracking
+
+    run.tracker = None
+    if discard:
+        tracker.end(status)
+        tracker._safely("deleting the run", tracker.client.delete_run, tracker.run_id)
+        return
+    tracking.finish(tracker, run, status, metrics, cfg.logger)
 
 
 def _record(run, status: str, **fields) -> None:

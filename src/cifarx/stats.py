@@ -33,11 +33,10 @@ def describe(x: np.ndarray, y: np.ndarray, class_names: list[str]) -> dict[str, 
     }
 
 
-def run_data(cfg, run: RunDir | None = None) -> dict[str, Any]:
+def run_data(cfg, run: RunDir) -> dict[str, Any]:
     from cifarx import plots
     from cifarx.data import load_dataset
 
-    run = run or RunDir.from_hydra("data")
     data = load_dataset(cfg.data, int(cfg.seed))
     splits = {name: describe(x, y, data.class_names) for name, (x, y) in data.splits().items()}
     summary = {"source": data.source, "class_names": data.class_names, "splits": splits}

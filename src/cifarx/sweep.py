@@ -8,6 +8,7 @@ the same summary of what finished, marked interrupted, and lists the jobs that n
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,63 @@ def summarize_interrupted(overrides: list[str], sort_by: str = "val_accuracy") -
         common = set.intersection(*(set(job.split()) for job in planned))
         missing = [" ".join(o for o in job.split() if o not in common) for job in missing]
     write_summary(Path(sweep_dir), sort_by, interrupted=True, not_run=missing)
+    from cifarx.tracking import finish_sweep
+
+    finish_sweep(Path(sweep_dir), CURRENT.get("logger"), status="KILLED")
     return missing
+
+
+VARYING_ENV = "CIFARX_SWEEP_VARYING"  # the keys a sweep varies, for its jobs (launcher workers inherit it)
+
+
+def varying_keys(config: Any) -> list[str]:
+    """The keys whose value differs between a sweep's jobs: the sweep overrides (``a=1,2``,
+    ``range(...)``, ...) and an optimising sweeper's search space (Optuna's ``params``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = []
+    try:
+        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+            if override.is_sweep_override():
+                keys.append(override.get_key_element().lstrip("+~"))
+    except Exception:
+        pass
+    params = config.hydra.get("sweeper", {}).get("params") or {}
+    return list(dict.fromkeys([*keys, *map(str, params)]))
+
+
+def varying_overrides(task_overrides) -> list[str]:
+    """A sweep job's overrides of the keys its sweep varies (all of them outside a known sweep)."""
+    varying = os.environ.get(VARYING_ENV)
+    items = [str(o) for o in task_overrides]
+    if varying is not None:
+        keys = set(varying.split(",")) - {""}
+        items = [o for o in items if o.split("=", 1)[0].lstrip("+~") in keys]
+    return items
+
+
+def job_dirname(task_overrides) -> str:
+    """A sweep job's directory name: what tells it apart (Hydra's own ``override_dirname`` also
+    repeats the overrides every job shares). A resolver in conf/hydra/output."""
+    return ",".join(varying_overrides(task_overrides)).replace("/", "-")
+
+
+def search_objective_problem(config: Any) -> str | None:
+    """A search (a sweeper that uses the jobs' return values, such as Optuna) must maximise a
+    validation metric that exists: never one computed on the test set."""
+    sweeper = str(config.hydra.get("sweeper", {}).get("_target_", ""))
+    if "BasicSweeper" in sweeper or not sweeper:
+        return None  # the grid sweeper runs every job whatever they return
+    objective = str(config.get("objective") or "")
+    if not objective.startswith("val_"):
+        return (f"objective={objective} would let the search select on the test set; a search maximises a "
+                "validation metric: objective=val_accuracy (or val_loss) with data.val_fraction > 0")
+    data = config.get("data")
+    if data is not None and not float(data.get("val_fraction") or 0) > 0:
+        return (f"objective={objective} needs a validation split, but data.val_fraction="
+                f"{data.get('val_fraction')} holds none out; set data.val_fraction=0.1 (the search must not "
+                "select on the test set)")
+    return None
 
 
 class SweepSummary(Callback):
@@ -63,11 +120,31 @@ class SweepSummary(Callback):
         self.sort_by = sort_by
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        CURRENT.update(dir=str(Path(str(config.hydra.sweep.dir)).resolve()), sort_by=self.sort_by)
+        from cifarx.errors import CifarxError, one_line
+        from cifarx.tracking import start_sweep
+
+        problem = search_objective_problem(config)
+        if problem:
+            print(f"cifarx {config.hydra.job.name}: error: {problem}", file=sys.stderr)
+            sys.exit(2)
+        CURRENT.update(dir=str(Path(str(config.hydra.sweep.dir)).resolve()), sort_by=self.sort_by,
+                       logger=config.get("logger"))
+        os.environ[VARYING_ENV] = ",".join(varying_keys(config))
+        try:
+            start_sweep(config)  # logger=mlflow: the sweep's parent run (jobs become its children)
+        except CifarxError as exc:
+            print(f"cifarx {config.hydra.job.name}: error: {one_line(str(exc))}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from cifarx.tracking import finish_sweep
+
         CURRENT.clear()
-        write_summary(Path(str(config.hydra.sweep.dir)).resolve(), self.sort_by)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        try:
+            write_summary(sweep_dir, self.sort_by)
+        finally:
+            finish_sweep(sweep_dir, config.get("logger"))
 
 
 def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
@@ -90,7 +167,9 @@ def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
         record.update(interrupted=True, not_run=not_run)
     write_json_atomic(sweep_dir / "summary.json", record)
     if rows:
-        print_rows(rows, f"sweep {sweep_dir} ({len(rows)} jobs, sorted by {sort_by})", common=sweep_dir)
+        from cifarx.compare import short_path
+
+        print_rows(rows, f"sweep {short_path(str(sweep_dir))}: {len(rows)} jobs, by {sort_by}", common=sweep_dir)
     if best:
         print(f"best: {best['run']} ({sort_by} {best[sort_by]:.4f})")
     if interrupted:

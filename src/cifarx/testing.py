@@ -53,7 +53,8 @@ def write_tarball(root: Path, **kw) -> Path:
 
 
 def write_image_dir(root: Path, train_per_class: int = 10, test_per_class: int = 4,
-                    fmt: str = "png", classes=CLASSES) -> Path:
+                    fmt: str = "png", classes=CLASSES, size: int = 32, mode: str = "RGB") -> Path:
+    """train/<class>/*.png, test/<class>/*.png; ``size`` x ``size`` pixels, PIL ``mode`` (``L``: grayscale)."""
     from PIL import Image
 
     folder = root / "images"
@@ -62,7 +63,10 @@ def write_image_dir(root: Path, train_per_class: int = 10, test_per_class: int =
         for i, (img, label) in enumerate(zip(x, y)):
             d = folder / split / classes[label]
             d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(d / f"{i:04d}.{fmt}")
+            image = Image.fromarray(img)
+            if size != 32:
+                image = image.crop((0, 0, size, size)) if size < 32 else image.resize((size, size))
+            image.convert(mode).save(d / f"{i:04d}.{fmt}")
     return folder
 
 

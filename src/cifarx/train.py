@@ -98,12 +98,15 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     from cifarx.callbacks import EpochInfo, EpochSeeds, ResumableEarlyStopping, StopOnNonFinite, progress_callback
     from cifarx.optim import schedule_callbacks
 
-    progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "")
+    progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "",
+                                 chunk=int(cfg.trainer.steps_per_execution))
     stop = ([ResumableEarlyStopping(past, monitor=monitor, mode="max", patience=int(cfg.trainer.early_stopping))]
             if cfg.trainer.early_stopping else [])
     cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), *stop,  # the order matters:
            keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append),  # the epoch's row,
            checkpoint, progress]  # then best.keras and last.keras (the commit point, also on a stop)
+    if getattr(run, "tracker", None) is not None:  # after the CSV row: MLflow mirrors history.csv
+        cbs.insert(cbs.index(checkpoint), run.tracker.keras_callback())
     cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
     if cfg.trainer.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
@@ -167,6 +170,33 @@ def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, st
     return model
 
 
+def _fit_to_budget(cfg, run: RunDir, data, scope, steps: int, steps_per_execution: int, started: float):
+    """Measure, choose ``trainer.epochs`` for ``trainer.time_budget``, record the choice in the
+    run's config.yaml (see cifarx.budget)."""
+    import keras
+    from omegaconf import read_write
+
+    from cifarx.budget import measure_and_plan
+    from cifarx.evaluate import tta_views
+    from cifarx.models import build_model
+    from cifarx.optim import build_optimizer
+
+    def build_compiled():
+        with scope():
+            model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
+            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
+                     steps_per_execution)
+        return model
+
+    views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
+    plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started)
+    with read_write(cfg):
+        cfg.trainer.epochs = plan.epochs
+    run.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # resume and evaluate see the length
+    keras.utils.set_random_seed(int(cfg.seed))  # the real model starts as it would with trainer.epochs=N
+    return plan
+
+
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
               history: dict, monitor: str) -> tuple[dict, dict, list[float]]:
     """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate."""
@@ -189,10 +219,11 @@ def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_ex
     return stage, part, seconds
 
 
-def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
+def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.data`` and evaluate it; returns the metrics written."""
     import keras
 
+    from cifarx.budget import job_started
     from cifarx.callbacks import AtomicCheckpoint
     from cifarx.data import load_dataset
     from cifarx.data.feed import resolve_feed
@@ -200,7 +231,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     from cifarx.evaluate import evaluate_model
     from cifarx.models import load_model, preprocessing_rule
 
-    run = run or RunDir.from_hydra("train")
+    started = job_started()
     start = time.perf_counter()
     seed = int(cfg.seed)
     configure_backend(cfg.trainer, seed)
@@ -223,8 +254,12 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         log.info("trainer.steps_per_execution=%d -> 1 (%s)", steps_per_execution,
                  "MirroredStrategy" if replicas > 1 else "the PyTorch backend takes one step per call")
         steps_per_execution = 1
-    batch, epochs = int(cfg.trainer.batch_size), int(cfg.trainer.epochs)
+    batch = int(cfg.trainer.batch_size)
     steps = math.ceil(len(data.y_train) / batch)
+    budget = None
+    if cfg.trainer.time_budget is not None and not resuming:  # a resumed run keeps the epochs it chose
+        budget = _fit_to_budget(cfg, run, data, scope, steps, steps_per_execution, started)
+    epochs = int(cfg.trainer.epochs)
     model = _prepare_model(cfg, run, data, scope, resuming, steps, steps_per_execution)
     params, trainable = int(model.count_params()), _count(model.trainable_weights)
     rule = preprocessing_rule(cfg.model, cfg.data)
@@ -283,6 +318,7 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
         "images_per_second": round(len(data.y_train) / mean_epoch, 1) if mean_epoch else None,
         "train_seconds": round(train_seconds, 3), "stages": stages,
         "data_sha256": data.source["sha256"],
+        **({"time_budget": budget.as_dict()} if budget else {}),
     }
     metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta),
                              score_train=bool(cfg.trainer.score_train))
@@ -290,5 +326,4 @@ def run_train(cfg: DictConfig, run: RunDir | None = None) -> dict[str, Any]:
     run.write_metrics(metrics)
     run.write_provenance(wall_seconds=metrics["seconds"])
     log.info("test accuracy %.4f; run directory %s", metrics["test_accuracy"], run.path)
-    metrics["objective"] = metrics.get("val_accuracy", metrics["test_accuracy"])
     return metrics

@@ -42,25 +42,26 @@ class Dataset:
         return {k: v for k, v in out.items() if len(v[0])}
 
 
-def load_raw(root: str | None, cache_dir: str) -> tuple[sources.RawData, dict]:
+def load_raw(root: str | None, cache_dir: str, other_sizes: str = "refuse") -> tuple[sources.RawData, dict]:
     """Decoded source data (memory-mapped from the cache when possible) and its description."""
     start = time.perf_counter()
     path = Path(root).expanduser().resolve() if root else sources.keras_download()
     if not path.exists():
         raise DataError(f"data.root='{root}' does not exist")
     fmt = sources.detect_format(path)
-    key = sources.source_key(path)
+    key = sources.source_key(path) + ("" if other_sizes == "refuse" else f"-{other_sizes}")
     cache_root = Path(cache_dir).expanduser()
     hit = cache.load_cached(cache_root, key)
     if hit is not None:
         raw, meta = hit
         cached = True
     else:
-        log.info("decoding %s (%s) once; later runs load it from %s", path, fmt, cache_root)
-        raw = sources.load_path(path)
+        log.info("decoding %s (%s) ...", path, fmt)
+        raw = sources.load_path(path, other_sizes)
         meta = cache.store(cache_root, key, raw, str(path))
+        log.info("decoded in %.1fs; later runs load it from the cache in %s", time.perf_counter() - start, cache_root)
         cached = False
-    info = {"root": str(path), "format": fmt, "sha256": meta["sha256"], "cache_key": key,
+    info = {"root": str(path), "format": fmt, "other_sizes": other_sizes, "sha256": meta["sha256"], "cache_key": key,
             "from_cache": cached, "load_seconds": round(time.perf_counter() - start, 3)}
     return raw, info
 
@@ -78,7 +79,7 @@ def stratified_subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int, wh
 
 def load_dataset(data_cfg, seed: int) -> Dataset:
     """The splits a run trains and evaluates on, reproducible from (config, seed)."""
-    raw, info = load_raw(data_cfg.root, data_cfg.cache_dir)
+    raw, info = load_raw(data_cfg.root, data_cfg.cache_dir, str(data_cfg.get("other_sizes") or "refuse"))
     x_pool, y_pool = stratified_subset(raw.x_train, raw.y_train, data_cfg.max_train, seed, "data.max_train")
     x_test, y_test = stratified_subset(raw.x_test, raw.y_test, data_cfg.max_test, seed, "data.max_test")
     empty_x, empty_y = x_pool[:0], y_pool[:0]

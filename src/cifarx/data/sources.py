@@ -116,14 +116,33 @@ def load_tarball(path: Path) -> RawData:
 
 # -- image folders (directory or zip) ------------------------------------------------------------
 
-def _decode_image(blob: bytes, name: str) -> np.ndarray:
+def _fit(img, name: str, other_sizes: str):
+    """``img`` (RGB) as 32x32: centred on black (``pad``) or scaled (``resize``)."""
+    from PIL import Image
+
+    height, width = IMAGE_SHAPE[:2]
+    if other_sizes == "resize":
+        return img.resize((width, height), Image.Resampling.BILINEAR)
+    if img.size[0] > width or img.size[1] > height:
+        raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, larger than 32x32: data.other_sizes=pad "
+                        "only centres smaller images; use data.other_sizes=resize")
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(img, ((width - img.size[0]) // 2, (height - img.size[1]) // 2))
+    return canvas
+
+
+def _decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.ndarray:
+    """One image as uint8 32x32 RGB (grayscale and palette images are converted: the grey value
+    goes into all three channels; an alpha channel is dropped)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(blob)) as img:  # reads the header only
-            if img.size != IMAGE_SHAPE[1::-1]:  # refused before decoding: no decompression bomb
-                raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, expected 32x32")
-            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            if img.size != IMAGE_SHAPE[1::-1] and other_sizes == "refuse":  # before decoding: no bomb
+                raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, not 32x32; set "
+                                "data.other_sizes=pad (centre smaller images) or data.other_sizes=resize (scale them)")
+            rgb = img.convert("RGB")
+            arr = np.asarray(rgb if rgb.size == IMAGE_SHAPE[1::-1] else _fit(rgb, name, other_sizes), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise DataError(f"image '{name}' claims {one_line(str(exc)).split(' pixels')[0].split()[-1]} pixels "
                         "(a decompression bomb?); CIFAR-10 images are 32x32") from exc
@@ -132,7 +151,8 @@ def _decode_image(blob: bytes, name: str) -> np.ndarray:
     return arr
 
 
-def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str) -> RawData:
+def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str,
+                  other_sizes: str = "refuse") -> RawData:
     """Build arrays from ``<prefix>train/<class>/<file>`` style paths (posix separators)."""
     splits: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     for name in files:
@@ -163,21 +183,21 @@ def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str
                             f"(expected {', '.join(sorted(IMAGE_SUFFIXES))})")
         x = np.empty((len(names), *IMAGE_SHAPE), dtype=np.uint8)
         for i, name in enumerate(names):
-            x[i] = _decode_image(read(name), name)
+            x[i] = _decode_image(read(name), name, other_sizes)
         arrays[split] = (x, np.asarray(labels, dtype=np.int64))
     return RawData(*arrays["train"], *arrays["test"], classes).check(where)
 
 
-def load_image_dir(path: Path) -> RawData:
+def load_image_dir(path: Path, other_sizes: str = "refuse") -> RawData:
     files = [p.relative_to(path).as_posix() for p in sorted(path.rglob("*")) if p.is_file()]
-    return _from_listing(files, lambda name: (path / name).read_bytes(), str(path))
+    return _from_listing(files, lambda name: (path / name).read_bytes(), str(path), other_sizes)
 
 
-def load_zip(path: Path) -> RawData:
+def load_zip(path: Path, other_sizes: str = "refuse") -> RawData:
     try:
         with zipfile.ZipFile(path) as zf:
             files = [i.filename for i in zf.infolist() if not i.is_dir()]
-            return _from_listing(files, zf.read, str(path))
+            return _from_listing(files, zf.read, str(path), other_sizes)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"cannot read zip '{path}': {exc}") from exc
 
@@ -206,7 +226,9 @@ def detect_format(path: Path) -> str:
     raise DataError(f"data.root='{path}' is a file of unknown type: expected .tar.gz, .tgz or .zip")
 
 
-def load_path(path: Path) -> RawData:
+def load_path(path: Path, other_sizes: str = "refuse") -> RawData:
+    """Decode ``path``; ``other_sizes`` says what happens to image-folder images that are not
+    32x32 (the pickled formats are 32x32 by construction)."""
     fmt = detect_format(path)
     if fmt == "batches":
         return load_batches_dir(path)
@@ -215,8 +237,8 @@ def load_path(path: Path) -> RawData:
     if fmt == "tarball":
         return load_tarball(path)
     if fmt == "zip":
-        return load_zip(path)
-    return load_image_dir(path)
+        return load_zip(path, other_sizes)
+    return load_image_dir(path, other_sizes)
 
 
 def source_key(path: Path) -> str:

@@ -1,0 +1,57 @@
+"""trainer.time_budget: the arithmetic of the plan, and a planned run that repeats exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from cifarx.budget import plan_epochs
+from conftest import compose, write_batches_dir
+
+PLAN = dict(budget=100.0, elapsed=10.0, step=0.5, compile_=2.0, predict_per_image=0.001, steps_per_epoch=10,
+            val_count=100, eval_images=1000, reserve_fraction=0.1, max_epochs=50)
+
+
+def test_the_plan_fits_what_is_left_after_start_up_evaluation_and_the_reserve():
+    plan = plan_epochs(**PLAN)
+    assert plan.epoch_seconds == pytest.approx(10 * 0.5 + 100 * 0.001)  # steps plus the validation pass
+    assert plan.eval_seconds == pytest.approx(1.0) and plan.reserve_seconds == pytest.approx(10.0)
+    assert plan.epochs == 15  # floor((100 - 10 - 2 - 1 - 10) / 5.1)
+    assert not plan.capped and not plan.short
+
+
+def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
+    capped = plan_epochs(**{**PLAN, "max_epochs": 4})
+    assert capped.epochs == 4 and capped.capped
+    short = plan_epochs(**{**PLAN, "elapsed": 99.0})
+    assert short.epochs == 1 and short.short
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_records_its_choice_and_repeats_exactly_without_the_budget(tmp_path, caplog):
+    from cifarx.runtime import run_command
+    from cifarx.train import run_train
+
+    root = write_batches_dir(tmp_path / "data")
+    common = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "model.filters=[4,8,8]",
+              "trainer.batch_size=32", "data=augment", "schedule=cosine"]
+    planned = tmp_path / "planned"
+    with caplog.at_level("WARNING", logger="cifarx"):  # this process started long before: no time is left
+        run_command("train", run_train, compose("train", [*common, "trainer.epochs=3", "trainer.time_budget=0.5",
+                                                          "trainer.budget_probe_steps=2"]), run_dir=planned)
+    assert any("fits less than one more epoch" in r.getMessage() for r in caplog.records)
+    record = json.loads((planned / "metrics.json").read_text())
+    assert record["epochs"] == 1 and record["time_budget"]["epochs"] == 1 and record["time_budget"]["short"]
+    saved = yaml.safe_load((planned / "config.yaml").read_text())
+    assert saved["trainer"]["epochs"] == 1 and saved["trainer"]["time_budget"] == 0.5
+
+    plain = tmp_path / "plain"
+    run_command("train", run_train, compose("train", [*common, "trainer.epochs=1"]), run_dir=plain)
+    again = json.loads((plain / "metrics.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss"):
+        assert record[key] == again[key], key
+    with open(planned / "history.csv") as f, open(plain / "history.csv") as g:
+        assert list(csv.reader(f)) == list(csv.reader(g))
