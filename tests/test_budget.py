@@ -28,6 +28,8 @@ def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
     assert capped.epochs == 4 and capped.capped
     short = plan_epochs(**{**PLAN, "elapsed": 99.0})
     assert short.epochs == 1 and short.short
+    warm = plan_epochs(**{**PLAN, "elapsed": 99.0, "min_epochs": 3})  # one epoch past a 2-epoch warm-up
+    assert warm.epochs == 3 and warm.short
 
 
 @pytest.mark.slow
@@ -42,7 +44,7 @@ def test_a_budgeted_run_records_its_choice_and_repeats_exactly_without_the_budge
     with caplog.at_level("WARNING", logger="cifarx"):  # this process started long before: no time is left
         run_command("train", run_train, compose("train", [*common, "trainer.epochs=3", "trainer.time_budget=0.5",
                                                           "trainer.budget_probe_steps=2"]), run_dir=planned)
-    assert any("fits less than one more epoch" in r.getMessage() for r in caplog.records)
+    assert any("fits less than 1 more epoch" in r.getMessage() for r in caplog.records)
     record = json.loads((planned / "metrics.json").read_text())
     assert record["epochs"] == 1 and record["time_budget"]["epochs"] == 1 and record["time_budget"]["short"]
     saved = yaml.safe_load((planned / "config.yaml").read_text())

@@ -97,6 +97,25 @@ def test_sigterm_saves_state_and_says_how_to_resume(tmp_path, data):
     assert json.loads((out / "status.json").read_text())["status"] == "completed"
 
 
+def test_a_run_saved_before_newer_config_keys_still_resumes(tmp_path, data):
+    """Regression: resuming a run whose config.yaml predates trainer.time_budget, logger and
+    data.other_sizes crashed on the missing keys and marked the run failed."""
+    import yaml
+
+    out, first = train(tmp_path, data, "old", "trainer.epochs=1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    for section, key in (("trainer", "time_budget"), ("trainer", "time_budget_reserve"),
+                         ("trainer", "budget_probe_steps"), ("data", "other_sizes")):
+        del saved[section][key]
+    del saved["logger"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    resumed = run_cli(["train", f"resume={out}", "trainer.epochs=2"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert metrics(out)["epochs"] == 2
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"
+
+
 def test_nan_loss_fails_the_run_with_a_clear_message(tmp_path, data):
     out, result = train(tmp_path, data, "nan", "trainer.epochs=3", "model.l2=1e38")  # the L2 term overflows
     assert result.returncode == 2

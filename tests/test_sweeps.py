@@ -132,6 +132,7 @@ def test_optuna_search_of_three_trials_writes_its_best_parameters(tmp_path):
 @pytest.mark.parametrize("args, says", [
     (["data=full"], "needs a validation split"),
     (["objective=test_accuracy"], "would let the search select on the test set"),
+    (["objective=val_loss"], "with hydra.sweeper.direction=maximize would pick the worst trial"),
 ])
 def test_a_search_never_selects_on_the_test_set(tmp_path, args, says):
     result = run_cli(["train", "hparams_search=simple_cnn_optuna", "hydra.sweeper.n_trials=2", *args], cwd=tmp_path)

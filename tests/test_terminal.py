@@ -33,7 +33,8 @@ def test_live_progress_leaves_one_clean_line_per_epoch_and_never_mixes_with_log_
     handler = console.ConsoleHandler()
     logger = logging.getLogger("cifarx")
     logger.addHandler(handler)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the logger's isEnabledFor cache
     root = write_batches_dir(tmp_path / "data", train_per_class=16)
     cfg = compose("train", [f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}", "model.filters=[4,8,8]",
                             "trainer.epochs=3", "trainer.batch_size=8", "trainer.steps_per_execution=4"])
@@ -41,6 +42,7 @@ def test_live_progress_leaves_one_clean_line_per_epoch_and_never_mixes_with_log_
         run_command("train", run_train, cfg, run_dir=tmp_path / "run")
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
     # rich lays out 80 columns; the emulated screen is a little wider because pyte wraps a full-width
     # line at once, where terminals wait for the next character (so "\r" returns to the same line)
@@ -49,7 +51,7 @@ def test_live_progress_leaves_one_clean_line_per_epoch_and_never_mixes_with_log_
     lines = [line.rstrip() for line in screen.display if line.strip()]
     assert not any(BAR in line for line in lines), "a progress bar was left on screen"
     summaries = [line for line in lines if re.match(r"epoch \d+/3 ", line)]
-    assert [s.split()[1] for s in summaries] == ["1/3", "2/3", "3/3"], lines  # one line per epoch, in order
+    assert [s.split()[1] for s in summaries] == ["1/3", "2/3", "3/3"], "\n".join(lines)  # one line per epoch, in order
     assert all(re.fullmatch(r"epoch \d/3 {2}loss [\d.]+ {2}accuracy .*s", s) for s in summaries), summaries
     assert any(line.startswith("model: simple_cnn") for line in lines)  # log lines intact, on their own lines
     frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.getvalue())

@@ -267,8 +267,34 @@ def test_logger_mlflow_without_mlflow_names_the_extra(monkeypatch):
     assert message == "logger=mlflow needs MLflow, which is not installed: pip install 'cifarx[mlflow]'"
 
 
-def test_without_a_logger_nothing_is_tracked(tmp_path, data):
+def test_without_a_logger_nothing_is_tracked(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     _train(out, data, "trainer.epochs=1")
     assert "mlflow_run_id" not in json.loads((out / "metrics.json").read_text())
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_default_store_is_embedded_in_outputs(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    _train(out, data, "trainer.epochs=1", "logger=mlflow")
+    uri = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    client, runs = _runs(uri)
+    assert len(runs) == 1 and runs[0].info.artifact_uri.startswith((tmp_path / "outputs" / "mlartifacts").as_uri())
+    assert (tmp_path / "outputs" / "mlartifacts").is_dir()
+    _assert_mirrors(client, runs[0], out, "model.keras")
+
+
+def test_a_resume_whose_store_is_gone_leaves_the_run_untouched(tmp_path, data, store):
+    uri, _ = store
+    out = tmp_path / "run"
+    _train(out, data, "trainer.epochs=1", *_logger(uri))
+    before = {name: (out / name).read_bytes() for name in ("config.yaml", "status.json", "provenance.json")}
+    db = Path(uri[len("sqlite:///"):])
+    db.unlink()
+    db.mkdir()  # a directory where the database was: SQLite cannot open it
+    result = run_cli(["train", f"resume={out}", "trainer.epochs=2"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot reach the MLflow store" in result.stderr.strip().splitlines()[-1]
+    assert {name: (out / name).read_bytes() for name in before} == before

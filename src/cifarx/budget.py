@@ -38,16 +38,16 @@ class BudgetPlan:
 
 def plan_epochs(*, budget: float, elapsed: float, step: float, compile_: float, predict_per_image: float,
                 steps_per_epoch: int, val_count: int, eval_images: int, reserve_fraction: float,
-                max_epochs: int) -> BudgetPlan:
+                max_epochs: int, min_epochs: int = 1) -> BudgetPlan:
     """The arithmetic of the budget, apart from any measuring (so it can be tested exactly)."""
     epoch = steps_per_epoch * step + val_count * predict_per_image
     evaluation = eval_images * predict_per_image
     reserve = reserve_fraction * budget
     left = budget - elapsed - compile_ - evaluation - reserve
     fit = math.floor(left / epoch) if epoch > 0 else max_epochs
-    epochs = int(min(max(fit, 1), max_epochs))
+    epochs = int(min(max(fit, min_epochs), max_epochs))  # min_epochs: one past a warm-up (else all warm-up)
     return BudgetPlan(budget, elapsed, step, compile_, predict_per_image, epoch, evaluation, reserve, epochs,
-                      capped=fit > max_epochs, short=fit < 1)
+                      capped=fit > max_epochs, short=fit < min_epochs)
 
 
 _first_job = True
@@ -83,7 +83,8 @@ def _epoch_clock():
     return EpochClock()
 
 
-def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started: float) -> BudgetPlan:
+def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started: float,
+                     min_epochs: int = 1) -> BudgetPlan:
     """Time ``trainer.budget_probe_steps`` training steps (through ``fit`` and the real feed, as
     training will run them) and one evaluation batch of a throwaway model from
     ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start)."""
@@ -95,7 +96,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     probe = build_compiled()
     steps = max(1, int(trainer_cfg.budget_probe_steps))
     n = min(len(data.y_train), steps * batch)  # an epoch of the probe: `steps` full batches
-    steps = max(1, n // batch)
+    steps = max(1, math.ceil(n / batch))
     feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n], batch, 0, 0, str(trainer_cfg.feed))
     clock = _epoch_clock()
     probe.fit(feed, epochs=2, callbacks=[feed_epoch, clock], verbose=0, shuffle=False)
@@ -112,10 +113,12 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     plan = plan_epochs(budget=float(trainer_cfg.time_budget), elapsed=time.monotonic() - started,
                        step=step, compile_=max(0.0, (first - step) * steps), predict_per_image=per_image,
                        steps_per_epoch=math.ceil(n_train / batch), val_count=n_val, eval_images=eval_images,
-                       reserve_fraction=float(trainer_cfg.time_budget_reserve), max_epochs=int(trainer_cfg.epochs))
+                       reserve_fraction=float(trainer_cfg.time_budget_reserve), max_epochs=int(trainer_cfg.epochs),
+                       min_epochs=min_epochs)
     log.info("time budget %.0fs: %.0fs used so far, %.2fs per step, an epoch %.0fs, evaluation %.0fs -> %d epochs%s",
              plan.budget_seconds, plan.elapsed_seconds, plan.step_seconds, plan.epoch_seconds, plan.eval_seconds,
              plan.epochs, f" (trainer.epochs={trainer_cfg.epochs} caps it)" if plan.capped else "")
     if plan.short:
-        log.warning("time budget %.0fs fits less than one more epoch; training 1", plan.budget_seconds)
+        log.warning("time budget %.0fs fits less than %d more epoch(s); training %d", plan.budget_seconds,
+                    min_epochs, plan.epochs)
     return plan

@@ -169,6 +169,9 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
 
     splits, class_names, origin = load_features(cfg)
     dim = splits["train"][0].shape[1]
+    if cfg.score_train and cfg.score_train_max is not None and cfg.score_train_max < len(class_names):
+        raise ConfigError(f"score_train_max={cfg.score_train_max} is smaller than the number of classes "
+                          f"({len(class_names)}); a stratified sample needs one row per class")
     fit_seconds, fit_count = 0.0, None
     if cfg.pipeline is not None:
         pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names, trust=bool(cfg.get("trust_pipeline")))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 from cifarx import __version__
+from cifarx.overrides import explicit_run_dir, hydra_quote, split_overrides  # noqa: F401  (hydra_quote: public API)
+from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
 
 
 @dataclass(frozen=True)
@@ -70,124 +70,6 @@ def _load(target: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-def _split_overrides(args: Sequence[str]) -> list[str]:
-    """The key=value overrides among Hydra's arguments (flags and their values dropped)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
-                   "--experimental-rerun"):
-            skip = True
-            continue
-        if arg.startswith("-"):
-            continue
-        out.append(arg)
-    return out
-
-
-def _resume_problem(overrides: list[str], multirun: bool) -> str | None:
-    from cifarx.config import RESUME_OVERRIDES
-
-    if multirun:
-        return "resume= continues one run; it cannot be combined with -m"
-    changed = [o for o in overrides if not o.startswith(("resume=", "hydra.", *(k + "=" for k in RESUME_OVERRIDES)))]
-    if changed:
-        return (f"resume= continues a run with its own config; refusing overrides that would change the "
-                f"experiment: {' '.join(changed)} (allowed: {', '.join(RESUME_OVERRIDES)})")
-    return None
-
-
-def hydra_quote(value: str) -> str:
-    """``value`` as one quoted Hydra override value: spaces, '=', ',', brackets and non-ASCII
-    letters stay literal (Hydra's grammar would split or reject them unquoted)."""
-    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
-    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
-    return f"'{escaped}'"
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def explicit_run_dir(overrides: list[str]) -> str | None:
-    """The value of the last ``hydra.run.dir=`` override, unquoted (None when not given)."""
-    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
-    return _unquote(given[-1].strip()) if given else None
-
-
-def output_problem(overrides: list[str]) -> str | None:
-    """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
-    target = explicit_run_dir(overrides)
-    if target is not None and not target.strip():
-        return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
-                "or leave it out for a fresh timestamped one")
-    target = target or "outputs"
-    path = Path(target).expanduser().absolute()
-    parent = path
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"cannot create the run directory '{target}': '{parent}' is a file, not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot create the run directory '{target}': '{parent}' is not writable (set hydra.run.dir=...)"
-    return None
-
-
-def unparsable(overrides: list[str]) -> str | None:
-    """The first override Hydra's grammar cannot read, with how to quote it (one line)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for item in overrides:
-        try:
-            parser.parse_overrides([item])
-        except Exception:
-            key, _, value = item.partition("=")
-            return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
-                    f"such as ( ) , = [ ] need quotes: \"{key}={hydra_quote(value)}\" (the outer quotes are for the shell)")
-    return None
-
-
-def preflight(command: str, overrides: list[str]) -> str | None:
-    """Compose and validate the config before Hydra creates a run directory.
-
-    Returns a one-line error message, or None when the config is good. Catching errors here
-    means a bad override never leaves a half-made run directory behind.
-    """
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from cifarx.config import config_dir
-    from cifarx.errors import CifarxError, describe_compose_error, experiment_problem
-    from cifarx.runtime import validate_command_config
-
-    problem = output_problem(overrides)
-    if problem:
-        return problem
-    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
-    problem = unparsable(overrides) or experiment_problem(command, plain)
-    if problem:
-        return problem
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-            cfg = compose(config_name=command, overrides=plain)
-    except Exception as exc:  # Hydra wraps everything; we only need the message
-        return describe_compose_error(exc, command)
-    try:
-        OmegaConf.resolve(cfg)
-        validate_command_config(command, cfg)
-    except CifarxError as exc:
-        return str(exc)
-    except Exception as exc:
-        return describe_compose_error(exc, command)
-    return None
-
-
 def _task_for(command: str) -> Callable:
     """The Hydra task of ``command``. Launchers that run jobs in other processes (joblib,
     submitit) unpickle it there, importing this module: which registers cifarx's resolvers
@@ -233,20 +115,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
     if name == "train" and resume and not inspecting:
-        problem = _resume_problem(_split_overrides(rest), multirun)
+        from cifarx import resume as resuming
+
+        problem = resuming.problem(split_overrides(rest), multirun)
         if problem:
             return fail(name, problem)
-        # Continue in the run's own directory; Hydra's copy of this invocation goes beside its own.
-        # The path is taken verbatim (any name: '=', ',', spaces) and handed to Hydra quoted.
-        run_path = str(Path(_unquote(resume[-1])).expanduser().resolve())
-        rest = [a for a in rest if not a.startswith(("resume=", "hydra.run.dir="))]
-        rest += [f"resume={hydra_quote(run_path)}", f"hydra.run.dir={hydra_quote(run_path)}",
-                 "hydra.output_subdir=.hydra/resume"]
+        rest = resuming.continue_in_place(rest, resume[-1])
     if not inspecting and not multirun:
-        message = preflight(name, _split_overrides(rest))
+        message = preflight(name, split_overrides(rest))
         if message:
             return fail(name, message)
-        run_dir = explicit_run_dir(_split_overrides(rest))
+        run_dir = explicit_run_dir(split_overrides(rest))
         if run_dir is not None:  # own the folder before Hydra writes anything into it
             from cifarx.errors import CifarxError, one_line
             from cifarx.runtime import claim_run_dir
@@ -266,25 +145,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if not multirun:
             raise
-        return _sweep_interrupted(name, _split_overrides(rest))
+        from cifarx.sweep import report_interrupted
+
+        return report_interrupted(name, split_overrides(rest))
     return 0
-
-
-def _sweep_interrupted(name: str, overrides: list[str]) -> int:
-    """Ctrl-C in a sweep: summarise the jobs that finished, list those that never ran."""
-    from cifarx.sweep import CURRENT, summarize_interrupted
-
-    sweep_dir = CURRENT.get("dir")
-    missing = summarize_interrupted(overrides)
-    where = f"; summary in {sweep_dir}" if sweep_dir else ""
-    if missing is None:
-        detail = "the sweeper decides its jobs, so the ones not run cannot be listed"
-    elif missing:
-        detail = f"{len(missing)} jobs did not run: " + "; ".join(m or "(no overrides)" for m in missing)
-    else:
-        detail = "every job had started"
-    print(f"cifarx {name}: sweep interrupted{where}; {detail}", file=sys.stderr)
-    return 130
 
 
 def _register_on_import() -> None:

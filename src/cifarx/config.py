@@ -318,9 +318,6 @@ def register_configs() -> None:
 
 
 MODEL_NAMES = ("simple_cnn", "vgg16", "vgg19", "airbench")
-RESUMABLE = ("interrupted", "failed", "completed", "running")
-# What `resume=` may change: the length of the run (to finish or extend it), and Hydra's own keys.
-RESUME_OVERRIDES = ("trainer.epochs",)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -417,6 +414,7 @@ def validate_train(cfg: DictConfig) -> None:
     """Range and consistency checks that a schema cannot express; raises ConfigError."""
     if cfg.get("resume") is not None:
         from cifarx.artifacts import require_run
+        from cifarx.resume import RESUMABLE
 
         require_run(cfg.resume, "train", needs=("last.keras", "history.csv"), statuses=RESUMABLE)
     t = cfg.trainer

@@ -61,7 +61,8 @@ def _experiment_groups(folder, name: str) -> set[str]:
 
 def command_groups(command: str) -> dict[str, list[str]]:
     """{group: options} that ``command`` composes; experiments only those made for it (every
-    group an experiment sets is one of the command's), and where its sweeps can run."""
+    group an experiment sets is one of the command's; one that sets no group suits every
+    command), and where its sweeps can run."""
     from cifarx.config import config_dir
 
     root = config_dir()
@@ -70,7 +71,7 @@ def command_groups(command: str) -> dict[str, list[str]]:
     for group in sorted(groups):
         options = sorted(p.stem for p in (root / group).glob("*.yaml"))
         if group == "experiment":
-            options = [o for o in options if (sets := _experiment_groups(root / group, o)) and sets <= set(groups)]
+            options = [o for o in options if _experiment_groups(root / group, o) <= set(groups)]  # none set: any
         found[group] = options
     found["hydra/launcher"] = ["basic", *sorted(p.stem for p in (root / "hydra" / "launcher").glob("*.yaml"))]
     return found

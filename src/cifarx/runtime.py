@@ -44,6 +44,9 @@ def import_keras_quietly():
     """
     if "keras" in sys.modules:
         return sys.modules["keras"]
+    from cifarx.console import err_console
+
+    err_console()  # made while stderr is still the terminal: rich decides once whether it may draw live bars
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -103,32 +106,6 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
-
-
-def resume_config(cfg: DictConfig) -> DictConfig:
-    """The interrupted run's own config, with only ``trainer.epochs`` taken from the command line."""
-    from pathlib import Path
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from cifarx.artifacts import reconcile_history
-
-    run_dir = Path(str(cfg.resume)).expanduser().resolve()
-    saved = OmegaConf.load(run_dir / "config.yaml")
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    for item in overrides:
-        if item.startswith("trainer.epochs="):
-            saved.trainer.epochs = int(item.split("=", 1)[1])
-    saved.resume = str(run_dir)
-    done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
-    planned = int(OmegaConf.load(run_dir / "config.yaml").trainer.epochs)
-    if saved.schedule.name in ("onecycle", "cosine") and int(saved.trainer.epochs) > planned:
-        raise ConfigError(f"schedule={saved.schedule.name} of run {run_dir} ends at its {planned} epochs; "
-                          f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
-                          "(start a new run with more epochs)")
-    if done >= int(saved.trainer.epochs):
-        raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
-    return saved
 
 
 # Run directories this process has claimed (locked), with whether each existed before the claim.
@@ -240,31 +217,35 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
 
 
 def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool) -> Any:
+    from cifarx import tracking  # light: MLflow itself is imported only with logger=mlflow
     from cifarx.artifacts import LOCK_FILE, resume_hint
 
     try:
         validate_command_config(command, cfg)
         if resuming:
+            from cifarx.resume import resume_config
+
             cfg = resume_config(cfg)
+        store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
         run.begin(cfg)
         run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
         if command in KERAS_COMMANDS:
             import_keras_quietly()
-        run.tracker = start_tracking(command, cfg, run)
+        run.tracker = tracking.start_for(command, cfg, run, store, resuming)
         result = fn(cfg, run)
     except CifarxError as exc:
         message = one_line(str(exc))
         if run.has_results or multirun:
             _record(run, "failed", error=message)
-            _end_tracking(run, "FAILED", cfg)
+            tracking.end_for(run, "FAILED", cfg)
         elif not resuming:  # a refused resume leaves the existing run exactly as it was
-            _end_tracking(run, "FAILED", cfg, discard=True)  # no result: the MLflow run goes too
+            tracking.end_for(run, "FAILED", cfg, discard=True)  # no result: the MLflow run goes too
             # Hydra's files and the lock were made for this run too: the folder held none before.
             run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
         return refuse(message)
     except KeyboardInterrupt:
         _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-        _end_tracking(run, "KILLED", cfg)
+        tracking.end_for(run, "KILLED", cfg)
         if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
             raise
         hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() else ""
@@ -276,16 +257,16 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
                 else "; free space and run again"
             message = f"no space left on device ({getattr(exc, 'filename', None) or run.path}){hint}"
             _record(run, "failed", error=message)
-            _end_tracking(run, "FAILED", cfg)
+            tracking.end_for(run, "FAILED", cfg)
             return refuse(message)
         _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
-        _end_tracking(run, "FAILED", cfg)
+        tracking.end_for(run, "FAILED", cfg)
         if multirun:
             log.exception("cifarx %s: job failed", command)
             return None
         raise
     run.set_status("completed")
-    _end_tracking(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
+    tracking.end_for(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
     if multirun and isinstance(result, dict):
         _job_line(command, run, result)
     if not isinstance(result, dict):
@@ -306,33 +287,6 @@ def _job_line(command: str, run, result: dict) -> None:
 
     log.info("job %s %s  %s%s  %s", hc.job.num, " ".join(varying_overrides(hc.overrides.task)) or "(defaults)", scores,
              f"  {seconds:.0f}s" if isinstance(seconds, (int, float)) else "", run.path.name)
-
-
-TRACKED_COMMANDS = ("train", "classic")
-
-
-def start_tracking(command: str, cfg: DictConfig, run):
-    """The run's MLflow tracker with logger=mlflow (None otherwise); a store that cannot be
-    reached is a ConfigError here, before any training."""
-    if command not in TRACKED_COMMANDS or cfg.get("logger") is None or cfg.logger.name != "mlflow":
-        return None
-    from cifarx import tracking
-
-    return tracking.start(command, cfg, run)
-
-
-def _end_tracking(run, status: str, cfg: DictConfig, metrics: dict | None = None, discard: bool = False) -> None:
-    tracker = getattr(run, "tracker", None)
-    if tracker is None:
-        return
-    from cifarx import tracking
-
-    run.tracker = None
-    if discard:
-        tracker.end(status)
-        tracker._safely("deleting the run", tracker.client.delete_run, tracker.run_id)
-        return
-    tracking.finish(tracker, run, status, metrics, cfg.logger)
 
 
 def _record(run, status: str, **fields) -> None:

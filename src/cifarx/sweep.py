@@ -105,8 +105,15 @@ def search_objective_problem(config: Any) -> str | None:
         return None  # the grid sweeper runs every job whatever they return
     objective = str(config.get("objective") or "")
     if not objective.startswith("val_"):
-        return (f"objective={objective} would let the search select on the test set; a search maximises a "
-                "validation metric: objective=val_accuracy (or val_loss) with data.val_fraction > 0")
+        return (f"objective={objective} would let the search select on the test set; a search optimises a "
+                "validation metric: objective=val_accuracy with data.val_fraction > 0")
+    direction = str(config.hydra.sweeper.get("direction", "")).lower()
+    if direction and ("loss" in objective) == ("max" in direction):
+        return (f"objective={objective} with hydra.sweeper.direction={direction} would pick the worst trial; "
+                f"use objective=val_accuracy, or direction={'minimize' if 'loss' in objective else 'maximize'}")
+    features = config.get("features")
+    if features is not None and str(features) != "pixels":
+        return None  # classic on extracted features: the validation split is the features' own
     data = config.get("data")
     if data is not None and not float(data.get("val_fraction") or 0) > 0:
         return (f"objective={objective} needs a validation split, but data.val_fraction="
@@ -178,3 +185,18 @@ def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
             print(f"cifarx: error: {len(failed)} of {len(rows)} sweep jobs failed; their status.json holds "
                   f"the error (first: {Path(failed[0]['run']).name}: {failed[0]['error']})", file=sys.stderr)
             sys.exit(1)
+
+
+def report_interrupted(name: str, overrides: list[str]) -> int:
+    """Ctrl-C in a sweep: summarise the jobs that finished, list those that never ran."""
+    sweep_dir = CURRENT.get("dir")
+    missing = summarize_interrupted(overrides)
+    where = f"; summary in {sweep_dir}" if sweep_dir else ""
+    if missing is None:
+        detail = "the sweeper decides its jobs, so the ones not run cannot be listed"
+    elif missing:
+        detail = f"{len(missing)} jobs did not run: " + "; ".join(m or "(no overrides)" for m in missing)
+    else:
+        detail = "every job had started"
+    print(f"cifarx {name}: sweep interrupted{where}; {detail}", file=sys.stderr)
+    return 130

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cifarx.errors import ConfigError
+from cifarx.errors import CifarxError, ConfigError, one_line
 
 log = logging.getLogger("cifarx")
 
@@ -184,7 +184,15 @@ class Tracker:
                          None if folder == "." else folder)
 
     def end(self, status: str) -> None:
-        self._safely("ending the run", self.client.set_terminated, self.run_id, status)
+        """Always tried, even after an earlier failure (a server back up should not leave the
+        MLflow run 'running' forever); a failure here is only logged."""
+        try:
+            self.client.set_terminated(self.run_id, status)
+        except Exception as exc:
+            if not self.broken:
+                from cifarx.errors import one_line
+
+                log.warning("MLflow: could not end run %s (%s)", self.run_id, one_line(str(exc))[:200])
 
     def keras_callback(self):
         import keras
@@ -231,6 +239,15 @@ def _parent_of(sweep_dir: str | None, uri: str) -> str | None:
     return record.get("run_id") if record.get("tracking_uri") == uri else None
 
 
+def recorded_store(run_dir) -> str | None:
+    """The tracking URI a run logged to (from its provenance.json), if it was tracked."""
+    try:
+        record = json.loads((Path(str(run_dir)) / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (record.get("mlflow") or {}).get("tracking_uri")
+
+
 def _resumed_run_id(cfg, uri: str) -> str | None:
     if cfg.get("resume") is None:
         return None
@@ -242,14 +259,12 @@ def _resumed_run_id(cfg, uri: str) -> str | None:
     return mlflow.get("run_id") if mlflow.get("tracking_uri") == uri else None
 
 
-def start(command: str, cfg, run) -> Tracker | None:
-    """Connect (or fail in one line), then open this run's MLflow run: a new one, the same one
-    for ``resume=``, a child of the sweep's parent run in a multirun."""
+def start(command: str, cfg, run, store) -> Tracker:
+    """Open this run's MLflow run in ``store`` (what :func:`connect` returned): a new one, the same
+    one for ``resume=``, a child of the sweep's parent run in a multirun."""
     from omegaconf import OmegaConf
 
-    if cfg.get("logger") is None or str(cfg.logger.name) != "mlflow":
-        return None
-    client, experiment_id, uri = connect(cfg.logger)
+    client, experiment_id, uri = store
     facts = _hydra_facts()
     run_id = _resumed_run_id(cfg, uri)
     if run_id is not None:
@@ -272,7 +287,10 @@ def start(command: str, cfg, run) -> Tracker | None:
             raise ConfigError(f"cannot create a run in the MLflow store logger.tracking_uri={uri} "
                               f"({one_line(str(exc))[:300]}); check that it is writable, or use logger=none") from exc
         tracker = Tracker(client, created.info.run_id, uri)
-        tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))
+        if (cfg.get("trainer") or {}).get("time_budget") is not None:
+            params.pop("trainer.epochs", None)  # chosen by the budget; logged once it is (cifarx.train)
+        tracker.log_params(params)
     tracker = tracker or Tracker(client, run_id, uri)
     provenance = json.loads(run.file("provenance.json").read_text()) if run.file("provenance.json").exists() else {}
     tracker.set_tags({
@@ -301,6 +319,54 @@ def finish(tracker: Tracker, run, status: str, metrics: dict[str, Any] | None, l
         log.info("MLflow run %s; browse with: %s", tracker.run_id, ui_command(tracker.uri))
 
 
+# -- the run lifecycle's hooks (cifarx.runtime) ----------------------------------------------
+
+TRACKED_COMMANDS = ("train", "classic")
+
+
+def connect_for(command: str, cfg, resuming: bool):
+    """With logger=mlflow, the store (a ConfigError when it cannot be reached: before the run
+    directory is touched); None otherwise. A resumed run logs into the store it used."""
+    if command not in TRACKED_COMMANDS or cfg.get("logger") is None or cfg.logger.name != "mlflow":
+        return None
+    if resuming and not cfg.logger.tracking_uri:
+        recorded = recorded_store(cfg.resume)
+        if recorded:
+            from omegaconf import read_write
+
+            with read_write(cfg):
+                cfg.logger.tracking_uri = recorded
+    return connect(cfg.logger)
+
+
+def start_for(command: str, cfg, run, store, resuming: bool):
+    """The run's MLflow tracker (None without a store). A resumed run whose MLflow run cannot be
+    opened goes on untracked, with a warning: its directory is never marked failed for that."""
+    if store is None:
+        return None
+    try:
+        return start(command, cfg, run, store)
+    except CifarxError as exc:
+        if not resuming:
+            raise
+        log.warning("MLflow: %s; the resumed run goes on without tracking", one_line(str(exc)))
+        return None
+
+
+def end_for(run, status: str, cfg, metrics: dict | None = None, discard: bool = False) -> None:
+    """End the run's MLflow run with ``status`` (``discard``: a run that produced nothing, whose
+    directory is removed: its MLflow run is deleted too)."""
+    tracker = getattr(run, "tracker", None)
+    if tracker is None:
+        return
+    run.tracker = None
+    if discard:
+        tracker.end(status)
+        tracker._safely("deleting the run", tracker.client.delete_run, tracker.run_id)
+        return
+    finish(tracker, run, status, metrics, cfg.logger)
+
+
 # -- sweeps: one parent run, one child per job ----------------------------------------------
 def start_sweep(config) -> None:
     """At the start of a multirun with logger=mlflow: the parent run, its id in the sweep folder."""
@@ -321,9 +387,19 @@ def start_sweep(config) -> None:
 
 
 def finish_sweep(sweep_dir: Path, logger_cfg, status: str = "FINISHED") -> None:
-    """Log the sweep summary to the parent run and end it (best effort: jobs are already recorded)."""
+    """Log the sweep summary to the parent run and end it (best effort: the jobs are recorded
+    already, so nothing here may fail the sweep)."""
     if logger_cfg is None or str(logger_cfg.name) != "mlflow":
         return
+    try:
+        _finish_sweep(sweep_dir, logger_cfg, status)
+    except Exception as exc:
+        from cifarx.errors import one_line
+
+        log.warning("MLflow: could not close the sweep's parent run (%s)", one_line(str(exc))[:200])
+
+
+def _finish_sweep(sweep_dir: Path, logger_cfg, status: str) -> None:
     try:
         record = json.loads((Path(sweep_dir) / PARENT_FILE).read_text())
     except (OSError, ValueError):

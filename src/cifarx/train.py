@@ -189,10 +189,14 @@ def _fit_to_budget(cfg, run: RunDir, data, scope, steps: int, steps_per_executio
         return model
 
     views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
-    plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started)
+    uses_warmup = str(cfg.schedule.name) in ("constant", "step", "cosine")
+    min_epochs = int(cfg.schedule.get("warmup_epochs") or 0) + 1 if uses_warmup else 1
+    plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started, min_epochs)
     with read_write(cfg):
         cfg.trainer.epochs = plan.epochs
     run.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # resume and evaluate see the length
+    if run.tracker is not None:
+        run.tracker.log_params({"trainer.epochs": plan.epochs})
     keras.utils.set_random_seed(int(cfg.seed))  # the real model starts as it would with trainer.epochs=N
     return plan
 
@@ -257,7 +261,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     batch = int(cfg.trainer.batch_size)
     steps = math.ceil(len(data.y_train) / batch)
     budget = None
-    if cfg.trainer.time_budget is not None and not resuming:  # a resumed run keeps the epochs it chose
+    if cfg.trainer.get("time_budget") is not None and not resuming:  # a resumed run keeps the epochs it chose
         budget = _fit_to_budget(cfg, run, data, scope, steps, steps_per_execution, started)
     epochs = int(cfg.trainer.epochs)
     model = _prepare_model(cfg, run, data, scope, resuming, steps, steps_per_execution)

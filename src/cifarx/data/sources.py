@@ -141,6 +141,11 @@ def _decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.nda
             if img.size != IMAGE_SHAPE[1::-1] and other_sizes == "refuse":  # before decoding: no bomb
                 raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, not 32x32; set "
                                 "data.other_sizes=pad (centre smaller images) or data.other_sizes=resize (scale them)")
+            if other_sizes == "pad" and (img.size[0] > IMAGE_SHAPE[1] or img.size[1] > IMAGE_SHAPE[0]):
+                raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, larger than 32x32: data.other_sizes=pad "
+                                "only centres smaller images; use data.other_sizes=resize")
+            if other_sizes == "resize":
+                img.draft("RGB", IMAGE_SHAPE[1::-1])  # JPEG: decode at a reduced scale when it can
             rgb = img.convert("RGB")
             arr = np.asarray(rgb if rgb.size == IMAGE_SHAPE[1::-1] else _fit(rgb, name, other_sizes), dtype=np.uint8)
     except Image.DecompressionBombError as exc:

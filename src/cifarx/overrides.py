@@ -1,0 +1,80 @@
+"""Hydra command-line overrides as text: splitting them from flags, quoting values, reading the
+run directory they ask for, and the problems Hydra would otherwise report with a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+
+def split_overrides(args: Sequence[str]) -> list[str]:
+    """The key=value overrides among Hydra's arguments (flags and their values dropped)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
+                   "--experimental-rerun"):
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        out.append(arg)
+    return out
+
+
+def hydra_quote(value: str) -> str:
+    """``value`` as one quoted Hydra override value: spaces, '=', ',', brackets and non-ASCII
+    letters stay literal (Hydra's grammar would split or reject them unquoted)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
+
+
+def unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def explicit_run_dir(overrides: list[str]) -> str | None:
+    """The value of the last ``hydra.run.dir=`` override, unquoted (None when not given)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    return unquote(given[-1].strip()) if given else None
+
+
+def output_problem(overrides: list[str]) -> str | None:
+    """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
+    target = explicit_run_dir(overrides)
+    if target is not None and not target.strip():
+        return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
+                "or leave it out for a fresh timestamped one")
+    target = target or "outputs"
+    path = Path(target).expanduser().absolute()
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot create the run directory '{target}': '{parent}' is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create the run directory '{target}': '{parent}' is not writable (set hydra.run.dir=...)"
+    return None
+
+
+def unparsable(overrides: list[str]) -> str | None:
+    """The first override Hydra's grammar cannot read, with how to quote it (one line)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for item in overrides:
+        try:
+            parser.parse_overrides([item])
+        except Exception:
+            key, _, value = item.partition("=")
+            return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
+                    f"such as ( ) , = [ ] need quotes: \"{key}={hydra_quote(value)}\" (the outer quotes are for the shell)")
+    return None
