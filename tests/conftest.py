@@ -37,7 +37,9 @@ def cache_dir(tmp_path):
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
     """Run the real `cifarx` entry point in a subprocess (stdin closed, CI-like env)."""
-    full_env = {**os.environ, "CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.startswith("MLFLOW_HTTP_REQUEST_")}  # set by in-process tracking tests (cifarx.tracking)
+    full_env = {**inherited, "CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", "cifarx.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
 

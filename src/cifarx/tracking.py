@@ -62,6 +62,8 @@ def ui_command(uri: str) -> str:
 def _quiet_mlflow(logger_cfg) -> None:
     """Keep MLflow's and Alembic's start-up chatter off the terminal, and bound how long an
     unreachable server can stall a call (the user's own MLFLOW_HTTP_* settings win)."""
+    import mlflow  # noqa: F401  (importing it sets its loggers to INFO: lower them afterwards)
+
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name, value in (("MLFLOW_HTTP_REQUEST_TIMEOUT", logger_cfg.http_timeout),
@@ -112,13 +114,30 @@ def _experiment_id(client, name: str, artifact_location: str | None) -> str:
         return found.experiment_id
 
 
+def _check_sqlite(uri: str, create_folder: bool) -> None:
+    """A SQLite store that cannot work, said at once (MLflow retries opening it for ~100 s)."""
+    path = Path(uri[len("sqlite:///"):])
+    if create_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    problem = None
+    if path.exists() and not path.is_file():
+        problem = f"{path} is not a database file"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem = f"{path} is not readable and writable"
+    elif not path.exists() and path.parent.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        problem = f"{path.parent} is not writable"
+    if problem:
+        raise ConfigError(f"cannot reach the MLflow store logger.tracking_uri={uri} ({problem}); fix the URI, "
+                          "or run without tracking (logger=none)")
+
+
 def connect(logger_cfg) -> tuple[Any, str, str]:
     """(client, experiment id, tracking URI), or one ConfigError line naming the store and the fix."""
     require_mlflow()
     _quiet_mlflow(logger_cfg)
     uri, artifacts = store_of(logger_cfg)
-    if uri.startswith("sqlite:///") and not logger_cfg.tracking_uri:
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("sqlite:///"):
+        _check_sqlite(uri, create_folder=not logger_cfg.tracking_uri)
     try:
         client = _client(uri)
         return client, _experiment_id(client, str(logger_cfg.experiment), artifacts), uri
