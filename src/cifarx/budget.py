@@ -91,8 +91,9 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     import keras
 
     from cifarx.data.feed import training_feed
+    from cifarx.train import eval_batch_size
 
-    batch, eval_batch = int(trainer_cfg.batch_size), int(trainer_cfg.eval_batch_size or max(256, trainer_cfg.batch_size))
+    batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
     probe = build_compiled()
     steps = max(1, int(trainer_cfg.budget_probe_steps))
     n = min(len(data.y_train), steps * batch)  # an epoch of the probe: `steps` full batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 
@@ -30,7 +31,9 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
+@functools.lru_cache(maxsize=None)
 def _defaults(path) -> list:
+    """A YAML file's defaults list (conf/ does not change while cifarx runs: read once)."""
     import yaml
 
     return (yaml.safe_load(path.read_text()) or {}).get("defaults") or []

@@ -247,35 +247,23 @@ def _hydra_facts() -> dict[str, Any]:
     return facts
 
 
-def _parent_of(sweep_dir: str | None, uri: str) -> str | None:
-    if not sweep_dir:
-        return None
-    path = Path(sweep_dir) / PARENT_FILE
+def _record(path: Path) -> dict[str, Any]:
+    """A JSON record cifarx wrote ({} when it is absent or unreadable: tracking is best effort)."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _parent_of(sweep_dir: str | None, uri: str) -> str | None:
+    record = _record(Path(sweep_dir) / PARENT_FILE) if sweep_dir else {}
     return record.get("run_id") if record.get("tracking_uri") == uri else None
 
 
 def recorded_store(run_dir) -> str | None:
     """The tracking URI a run logged to (from its provenance.json), if it was tracked."""
-    try:
-        record = json.loads((Path(str(run_dir)) / "provenance.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return (record.get("mlflow") or {}).get("tracking_uri")
-
-
-def _resumed_run_id(cfg, uri: str) -> str | None:
-    if cfg.get("resume") is None:
-        return None
-    try:
-        record = json.loads((Path(str(cfg.resume)) / "provenance.json").read_text())
-    except (OSError, ValueError):
-        return None
-    mlflow = record.get("mlflow") or {}
-    return mlflow.get("run_id") if mlflow.get("tracking_uri") == uri else None
+    return (_record(Path(str(run_dir)) / "provenance.json").get("mlflow") or {}).get("tracking_uri")
 
 
 def start(command: str, cfg, run, store) -> Tracker:
@@ -285,7 +273,9 @@ def start(command: str, cfg, run, store) -> Tracker:
 
     client, experiment_id, uri = store
     facts = _hydra_facts()
-    run_id = _resumed_run_id(cfg, uri)
+    provenance = _record(run.file("provenance.json"))  # a resumed run's still holds its MLflow run
+    recorded = provenance.get("mlflow") or {}
+    run_id = recorded.get("run_id") if cfg.get("resume") is not None and recorded.get("tracking_uri") == uri else None
     if run_id is not None:
         try:
             client.update_run(run_id, status="RUNNING")
@@ -311,7 +301,6 @@ def start(command: str, cfg, run, store) -> Tracker:
             params.pop("trainer.epochs", None)  # chosen by the budget; logged once it is (cifarx.train)
         tracker.log_params(params)
     tracker = tracker or Tracker(client, run_id, uri)
-    provenance = json.loads(run.file("provenance.json").read_text()) if run.file("provenance.json").exists() else {}
     tracker.set_tags({
         "cifarx.overrides": facts.get("overrides"), "cifarx.experiment": cfg.get("experiment_name"),
         "cifarx.seed": cfg.get("seed"), "cifarx.sweep_dir": facts.get("sweep_dir"),
@@ -328,10 +317,9 @@ def finish(tracker: Tracker, run, status: str, metrics: dict[str, Any] | None, l
     """Final metrics, provenance tags, the run directory as artifacts, the MLflow run's end."""
     if metrics:
         tracker.log_metrics(final_metrics(metrics), step=int(metrics.get("epochs") or 0))
-    if run.file("provenance.json").exists():
-        record = json.loads(run.file("provenance.json").read_text())
-        tracker.set_tags({f"cifarx.{k}": v for k, v in flatten(
-            {k: record.get(k) for k in ("data", "backend", "devices", "wall_seconds")}).items()})
+    record = _record(run.file("provenance.json"))
+    tracker.set_tags({f"cifarx.{k}": v for k, v in flatten(
+        {k: record.get(k) for k in ("data", "backend", "devices", "wall_seconds")}).items()})
     tracker.log_run_dir(run.path, model=bool(logger_cfg.log_model), checkpoints=bool(logger_cfg.log_checkpoints))
     tracker.end(status)
     if not tracker.broken:
@@ -419,16 +407,12 @@ def finish_sweep(sweep_dir: Path, logger_cfg, status: str = "FINISHED") -> None:
 
 
 def _finish_sweep(sweep_dir: Path, logger_cfg, status: str) -> None:
-    try:
-        record = json.loads((Path(sweep_dir) / PARENT_FILE).read_text())
-    except (OSError, ValueError):
+    record = _record(Path(sweep_dir) / PARENT_FILE)
+    if not record.get("run_id"):
         return
     _quiet_mlflow(logger_cfg)
     tracker = Tracker(_client(record["tracking_uri"]), record["run_id"], record["tracking_uri"])
-    try:
-        summary = json.loads((Path(sweep_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = _record(Path(sweep_dir) / "summary.json")
     best = summary.get("best") or {}
     sort_by = summary.get("sort_by")
     tracker.log_metrics({"jobs": summary.get("jobs"), "failed_jobs": summary.get("failed"),

@@ -151,19 +151,28 @@ def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
 
-def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, steps_per_execution: int):
-    """A compiled model: built fresh, or loaded from ``last.keras`` with its optimizer and schedule
-    state when resuming; writes model_summary.txt."""
-    from cifarx.models import build_model, load_model
+def _new_model(cfg, data, scope, steps: int, steps_per_execution: int):
+    """The configured model, built and compiled for ``trainer.epochs`` under the strategy's scope."""
+    from cifarx.models import build_model
     from cifarx.optim import build_optimizer
 
     with scope():  # models, optimizers and their variables are created under the strategy
-        if resuming:
+        model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
+        _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
+                 steps_per_execution)
+    return model
+
+
+def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, steps_per_execution: int):
+    """A compiled model: built fresh, or loaded from ``last.keras`` with its optimizer and schedule
+    state when resuming; writes model_summary.txt."""
+    from cifarx.models import load_model
+
+    if resuming:
+        with scope():
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
-        else:
-            model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
-            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
-                     steps_per_execution)
+    else:
+        model = _new_model(cfg, data, scope, steps, steps_per_execution)
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
     run.write_text("model_summary.txt", "\n".join(lines) + "\n")
@@ -178,20 +187,11 @@ def _fit_to_budget(cfg, run: RunDir, data, scope, steps: int, steps_per_executio
 
     from cifarx.budget import measure_and_plan
     from cifarx.evaluate import tta_views
-    from cifarx.models import build_model
-    from cifarx.optim import build_optimizer
-
-    def build_compiled():
-        with scope():
-            model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
-            _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
-                     steps_per_execution)
-        return model
 
     views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
-    uses_warmup = str(cfg.schedule.name) in ("constant", "step", "cosine")
-    min_epochs = int(cfg.schedule.get("warmup_epochs") or 0) + 1 if uses_warmup else 1
-    plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started, min_epochs)
+    min_epochs = int(cfg.schedule.get("warmup_epochs") or 0) + 1  # validated 0 where a schedule has no warm-up
+    plan = measure_and_plan(lambda: _new_model(cfg, data, scope, steps, steps_per_execution), data, cfg.trainer,
+                            views, started, min_epochs)
     with read_write(cfg):
         cfg.trainer.epochs = plan.epochs
     run.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # resume and evaluate see the length

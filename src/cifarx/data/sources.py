@@ -116,16 +116,14 @@ def load_tarball(path: Path) -> RawData:
 
 # -- image folders (directory or zip) ------------------------------------------------------------
 
-def _fit(img, name: str, other_sizes: str):
-    """``img`` (RGB) as 32x32: centred on black (``pad``) or scaled (``resize``)."""
+def _fit(img, other_sizes: str):
+    """``img`` (RGB) as 32x32: centred on black (``pad``; _decode_image refuses larger ones before
+    decoding) or scaled (``resize``)."""
     from PIL import Image
 
     height, width = IMAGE_SHAPE[:2]
     if other_sizes == "resize":
         return img.resize((width, height), Image.Resampling.BILINEAR)
-    if img.size[0] > width or img.size[1] > height:
-        raise DataError(f"image '{name}' is {img.size[0]}x{img.size[1]}, larger than 32x32: data.other_sizes=pad "
-                        "only centres smaller images; use data.other_sizes=resize")
     canvas = Image.new("RGB", (width, height))
     canvas.paste(img, ((width - img.size[0]) // 2, (height - img.size[1]) // 2))
     return canvas
@@ -147,7 +145,7 @@ def _decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.nda
             if other_sizes == "resize":
                 img.draft("RGB", IMAGE_SHAPE[1::-1])  # JPEG: decode at a reduced scale when it can
             rgb = img.convert("RGB")
-            arr = np.asarray(rgb if rgb.size == IMAGE_SHAPE[1::-1] else _fit(rgb, name, other_sizes), dtype=np.uint8)
+            arr = np.asarray(rgb if rgb.size == IMAGE_SHAPE[1::-1] else _fit(rgb, other_sizes), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise DataError(f"image '{name}' claims {one_line(str(exc)).split(' pixels')[0].split()[-1]} pixels "
                         "(a decompression bomb?); CIFAR-10 images are 32x32") from exc
