@@ -84,7 +84,7 @@ def baseline_arm(args, data_group: str, extra: list[str]) -> dict:
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
     from cifarx.data import load_dataset
-    from cifarx.models.simple_cnn import build_simple_cnn
+    from cifarx.models import architecture
 
     cfg = compose(data_overrides(args))
     data = load_dataset(cfg.data, int(cfg.seed))  # the images cifarx_arm trains on
@@ -92,7 +92,7 @@ def baseline_arm(args, data_group: str, extra: list[str]) -> dict:
     x = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))
     y = data.y_train
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, build_simple_cnn(inputs, cfg.model, 10))
+    model = keras.Model(inputs, architecture(cfg.model).build(inputs, 10))
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     times: list[float] = []

@@ -12,8 +12,15 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
+from cifarx.runtime import import_keras_quietly  # noqa: E402
+
+# Keras (and TensorFlow's loggers) are imported before any test redirects stderr: in-process CLI
+# runs (cifarx.testing.cli_in_process) must not leave a logger bound to one test's captured stream.
+import_keras_quietly()
+
 from cifarx.testing import (  # noqa: E402,F401  (re-exported for the tests)
     CLASSES,
+    cli_in_process,
     compose,
     make_images,
     write_batches_dir,
@@ -35,8 +42,11 @@ def cache_dir(tmp_path):
     return tmp_path / "cache"
 
 
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600):
-    """Run the real `cifarx` entry point in a subprocess (stdin closed, CI-like env)."""
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600, subprocess_: bool = False):
+    """Run the real `cifarx` entry point (stdin closed, CI-like env): in this process, or in a
+    subprocess where the test needs a fresh interpreter (``subprocess_=True``)."""
+    if not subprocess_:
+        return cli_in_process(args, cwd, env)
     inherited = {k: v for k, v in os.environ.items()
                  if not k.startswith("MLFLOW_HTTP_REQUEST_")}  # set by in-process tracking tests (cifarx.tracking)
     full_env = {**inherited, "CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

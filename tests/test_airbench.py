@@ -120,7 +120,7 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
 
     root = write_batches_dir(tmp_path / "data", train_per_class=12, test_per_class=4)
     overrides = [*tiny_train_overrides(root, tmp_path / "cache", epochs=2), "model=airbench", "model.width=0.125",
-                 "model.whiten_images=50", "optimizer=sgd", "optimizer.learning_rate=0.1", "optimizer.ema=0.9",
+                 "model.whiten_images=50", "optimizer=sgd", "optimizer.learning_rate=0.1", "optimizer.use_ema=true", "optimizer.ema_momentum=0.9",
                  "schedule=onecycle", "trainer.label_smoothing=0.2", "trainer.evaluate=last", "tta=flip"]
     overrides = [o for o in overrides if not o.startswith("model.filters")]
     cfg = compose("train", overrides)

@@ -47,7 +47,7 @@ def test_unknown_command_is_one_line(tmp_path):
                                      "train, evaluate, data, extract, classic, compare")
 
 
-GROUPS = {"train": {"model", "optimizer", "schedule", "data", "logger", "experiment", "hparams_search"},
+GROUPS = {"train": {"model", "optimizer", "schedule", "data", "split", "logger", "experiment", "hparams_search"},
           "classic": {"clf", "data", "logger", "experiment"}, "evaluate": set(), "extract": {"data"}, "data": {"data"}}
 
 

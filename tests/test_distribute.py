@@ -15,7 +15,8 @@ def test_mirrored_training_on_two_logical_cpus(tmp_path):
     root = write_batches_dir(tmp_path / "data")
     result = run_cli(["train", "trainer.distribute=mirrored", "trainer.cpu_devices=2", f"data.root={root}",
                       f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=2", "model.filters=[4,8,8]",
-                      "data=augment", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+                      "data=augment", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                     subprocess_=True)  # logical CPU devices need a TensorFlow not yet started
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy over 2 devices" in result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

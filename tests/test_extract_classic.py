@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, write_batches_dir
+from conftest import compose, run_cli, write_batches_dir
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,6 @@ def test_pixels_baseline(extracted):
 def test_classic_can_skip_or_sample_the_training_split_and_chunks_change_no_prediction(extracted):
     from cifarx.classic import run_classic
     from cifarx.runtime import run_command
-    from cifarx.testing import compose
 
     tmp, _, features = extracted
     common = ["clf=knn", f"features={features}", "clf.estimator.n_neighbors=3"]
@@ -140,10 +139,12 @@ def test_classic_without_features_says_to_extract_first(tmp_path):
 
 
 def test_pipeline_on_features_of_another_dimension_is_refused(extracted, tmp_path):
+    from cifarx.classic import run_classic
+    from cifarx.runtime import run_command
+
     tmp, _, features = extracted
-    fitted = tmp / "classic" / "logreg"
-    if not fitted.exists():
-        pytest.skip("needs test_each_classifier_runs_end_to_end[logreg]")
+    fitted = tmp_path / "fitted"  # its own pipeline: no test depends on another having run first
+    run_command("classic", run_classic, compose("classic", ["clf=logreg", f"features={features}"]), run_dir=fitted)
     other = tmp_path / "other"
     other.mkdir()
     for name in ("features.json", "status.json", "config.yaml"):

@@ -6,7 +6,7 @@ from cifarx.artifacts import read_history
 
 
 def test_a_run_without_validation_reads_back_without_its_NA_columns(tmp_path):
-    """CSVLogger adds val_* columns filled with "NA" when there is no validation split (data=full);
+    """CSVLogger adds val_* columns filled with "NA" when there is no validation split (split=none);
     reading them used to raise ValueError in resume and evaluate."""
     path = tmp_path / "history.csv"
     path.write_text("epoch,accuracy,learning_rate,loss,stage,val_accuracy,val_loss\n"

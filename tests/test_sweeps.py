@@ -62,7 +62,7 @@ def test_failing_jobs_are_recorded_and_the_sweep_exits_non_zero(sweep):
     assert len(failed) == 2
     for job in failed:
         status = json.loads((job / "status.json").read_text())
-        assert status["status"] == "failed" and "model.dropout=[1.5, 0.1] must be in [0, 1)" in status["error"]
+        assert status["status"] == "failed" and "model.dropout=[1.5, 0.1] must be 2 rates in [0, 1)" in status["error"]
 
 
 def test_compare_prints_the_same_numbers(sweep):
@@ -130,7 +130,7 @@ def test_optuna_search_of_three_trials_writes_its_best_parameters(tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["data=full"], "needs a validation split"),
+    (["split=none"], "needs a validation split"),
     (["objective=test_accuracy"], "would let the search select on the test set"),
     (["objective=val_loss"], "with hydra.sweeper.direction=maximize would pick the worst trial"),
 ])

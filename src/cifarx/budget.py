@@ -90,8 +90,8 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start)."""
     import keras
 
+    from cifarx.backend import eval_batch_size
     from cifarx.data.feed import training_feed
-    from cifarx.train import eval_batch_size
 
     batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
     probe = build_compiled()

@@ -6,68 +6,24 @@ here: each command's module is imported inside the Hydra task, so `--help` and `
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from cifarx import __version__
+from cifarx.commands import COMMANDS, load, usage
 from cifarx.overrides import explicit_run_dir, hydra_quote, split_overrides  # noqa: F401  (hydra_quote: public API)
 from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
-
-
-@dataclass(frozen=True)
-class Command:
-    target: str  # "module:function" taking the composed config and returning a dict
-    summary: str
-    hydra: bool = True
-
-
-COMMANDS: dict[str, Command] = {
-    "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19, airbench) and evaluate it"),
-    "evaluate": Command("cifarx.evaluate:run_evaluate", "re-evaluate a trained run: run=<train run dir>"),
-    "data": Command("cifarx.stats:run_data", "describe a dataset: class counts, channel stats, sample grid"),
-    "extract": Command("cifarx.extract:run_extract", "turn images into feature vectors with a trained model"),
-    "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm"),
-    "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
-}
 
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
 
 
-def usage() -> str:
-    width = max(len(name) for name in COMMANDS)
-    lines = [
-        f"cifarx {__version__}: config-driven CIFAR-10 experiments",
-        "",
-        "usage: cifarx <command> [key=value ...] [-m] [--cfg job] [--help]",
-        "",
-        "commands:",
-        *(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items()),
-        "",
-        "examples:",
-        "  cifarx train experiment=seed_cnn_augment",
-        "  cifarx train model=vgg19 data=augment trainer.epochs=10",
-        "  cifarx train -m optimizer=adam,sgd schedule=step,cosine",
-        "  cifarx extract run=outputs/train/<run>   then   cifarx classic clf=rf features=outputs/extract/<run>",
-        "",
-        "`cifarx <command> --help` lists that command's config groups and options.",
-    ]
-    return "\n".join(lines)
-
-
 def fail(command: str | None, message: str, code: int = 2) -> int:
     prefix = f"cifarx {command}" if command else "cifarx"
     print(f"{prefix}: error: {message}", file=sys.stderr)
     return code
-
-
-def _load(target: str) -> Callable:
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def _task_for(command: str) -> Callable:
@@ -78,7 +34,7 @@ def _task_for(command: str) -> Callable:
     def task(cfg):
         from cifarx.runtime import run_command
 
-        return run_command(command, _load(COMMANDS[command].target), cfg)
+        return run_command(command, load(COMMANDS[command].target), cfg)
 
     task.__name__ = command
     return task
@@ -105,7 +61,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         return fail(None, f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
     if not command.hydra:
-        return int(_load(command.target)(rest) or 0)
+        return int(load(command.target)(rest) or 0)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cifarx.runtime import register_resolvers

@@ -33,11 +33,26 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(r.resolve() for r in runs))
 
 
-def _overrides(run: Path) -> str:
+def job_overrides(run: Path) -> list[str]:
+    """The overrides Hydra recorded for ``run`` (``.hydra/overrides.yaml``, a YAML list of strings),
+    read as YAML, so values YAML had to quote or fold (``: ``, a long line) come back as given;
+    interpolations stay unresolved. An absent or damaged file reads as no overrides."""
+    from omegaconf import ListConfig, OmegaConf
+
     path = run / ".hydra" / "overrides.yaml"
     if not path.exists():
-        return ""
-    items = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+        return []
+    try:
+        items = OmegaConf.load(path)
+        if not isinstance(items, ListConfig):
+            return []
+        return [item for item in OmegaConf.to_container(items, resolve=False) if isinstance(item, str)]
+    except Exception:  # a damaged file never breaks the table
+        return []
+
+
+def _overrides(run: Path) -> str:
+    items = job_overrides(run)
     return " ".join(i for i in items if not i.startswith(("hydra.", "hydra/", "data.root=", "data.cache_dir=")))
 
 
@@ -63,7 +78,8 @@ def _reference(run: Path) -> tuple[str | None, float | None]:
 
     try:
         cfg = OmegaConf.load(path)
-        return cfg.get("experiment_name"), cfg.get("reference_accuracy")
+        name = cfg.get("experiment_name")
+        return (None if name is None else str(name)), cfg.get("reference_accuracy")
     except Exception:  # a damaged config never breaks the table
         return None, None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 
 
@@ -26,79 +25,16 @@ class TrainingDiverged(CifarxError):
     """The loss became NaN or infinite."""
 
 
+
+def require(ok: bool, message: str) -> None:
+    """Keras' style of argument check: the message repeats the bad value and says what is valid."""
+    if not ok:
+        raise ConfigError(message)
+
+
 def one_line(text: str) -> str:
     """Collapse a multi-line message into one line."""
     return re.sub(r"\s+", " ", str(text)).strip()
-
-
-@functools.lru_cache(maxsize=None)
-def _defaults(path) -> list:
-    """A YAML file's defaults list (conf/ does not change while cifarx runs: read once)."""
-    import yaml
-
-    return (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
-
-
-def _defaults_groups(path) -> list[str]:
-    """The config groups a YAML file's defaults list names (``override /clf: knn`` -> clf)."""
-    names = [next(iter(d)) for d in _defaults(path) if isinstance(d, dict)]
-    return [n.replace("override ", "").strip().lstrip("+/").split("@")[0] for n in names]
-
-
-def commands_with_group(group: str) -> list[str]:
-    """The commands whose primary config (conf/<command>.yaml) has ``group`` in its defaults."""
-    from cifarx.config import config_dir
-
-    return [p.stem for p in sorted(config_dir().glob("*.yaml")) if group in _defaults_groups(p)]
-
-
-def _experiment_groups(folder, name: str) -> set[str]:
-    """The groups an experiment sets, through the experiments it builds on (``- fast_gpu``)."""
-    path = folder / f"{name}.yaml"
-    groups = set(_defaults_groups(path))
-    for item in _defaults(path):
-        if isinstance(item, str) and item != "_self_" and (folder / f"{item}.yaml").exists():
-            groups |= _experiment_groups(folder, item)
-    return groups
-
-
-def command_groups(command: str) -> dict[str, list[str]]:
-    """{group: options} that ``command`` composes; experiments only those made for it (every
-    group an experiment sets is one of the command's; one that sets no group suits every
-    command), and where its sweeps can run."""
-    from cifarx.config import config_dir
-
-    root = config_dir()
-    groups = [g for g in _defaults_groups(root / f"{command}.yaml") if (root / g).is_dir() and not g.startswith("hydra")]
-    found = {}
-    for group in sorted(groups):
-        options = sorted(p.stem for p in (root / group).glob("*.yaml"))
-        if group == "experiment":
-            options = [o for o in options if _experiment_groups(root / group, o) <= set(groups)]  # none set: any
-        found[group] = options
-    found["hydra/launcher"] = ["basic", *sorted(p.stem for p in (root / "hydra" / "launcher").glob("*.yaml"))]
-    return found
-
-
-def experiment_problem(command: str, overrides: list[str]) -> str | None:
-    """``experiment=X`` where X is another command's experiment: one line naming whose it is."""
-    from cifarx.config import config_dir
-
-    chosen = [o.split("=", 1)[1].strip() for o in overrides if o.lstrip("+").startswith("experiment=")]
-    if not chosen or not (config_dir() / "experiment" / f"{chosen[-1]}.yaml").exists():
-        return None  # none chosen, or unknown: Hydra's own error lists the choices
-    ours = command_groups(command).get("experiment", [])
-    if chosen[-1] in ours:
-        return None
-    owners = [c for c in ("train", "classic") if c != command and chosen[-1] in command_groups(c).get("experiment", [])]
-    whose = f" is a cifarx {owners[0]} experiment" if owners else " is not for this command"
-    return f"experiment={chosen[-1]}{whose}; cifarx {command}'s experiments: {', '.join(ours) or 'none'}"
-
-
-def groups_help(command: str) -> str:
-    """The ``== Configuration groups ==`` lines of ``cifarx <command> --help``."""
-    groups = command_groups(command)
-    return "\n".join(f"{g}: {', '.join(options)}" for g, options in groups.items()) or "(none)"
 
 
 def describe_compose_error(exc: BaseException, command: str | None = None) -> str:
@@ -109,6 +45,8 @@ def describe_compose_error(exc: BaseException, command: str | None = None) -> st
     """
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigKeyError, ValidationError
+
+    from cifarx.groups import command_groups, commands_with_group
 
     if isinstance(exc, MissingConfigException):
         missing = exc.missing_cfg_file or ""
@@ -146,4 +84,4 @@ def describe_compose_error(exc: BaseException, command: str | None = None) -> st
         key = getattr(cause, "full_key", None) or (override.group(1) if override else "")
         return f"invalid value for '{key}': {first}" if key else first
     lines = [ln for ln in text.split("\n") if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
-    return one_line(" ".join(lines[:3]))
+    return one_line(" ".join(lines[:3])) or f"{type(cause).__name__}: {one_line(str(cause))}"

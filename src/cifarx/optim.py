@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cifarx.config import OptimizerName, ScheduleName
+from cifarx.errors import ConfigError
 
 PACKAGE = "cifarx"
 
@@ -82,62 +82,33 @@ def build_loss(label_smoothing: float):
     return "sparse_categorical_crossentropy"
 
 
-def learning_rate(opt_cfg, sched_cfg, steps_per_epoch: int, epochs: int, base_lr: float | None = None):
-    """A float (constant, plateau) or a per-step LearningRateSchedule (step, cosine).
-
-    Schedules count optimizer steps, so their position is part of the optimizer's saved state.
-    """
-    lr = float(base_lr if base_lr is not None else opt_cfg.learning_rate)
-    name = ScheduleName(sched_cfg.name)
-    warmup = int(sched_cfg.get("warmup_epochs") or 0) * steps_per_epoch
-    if name == ScheduleName.step and sched_cfg.boundaries:
-        step = keras.optimizers.schedules.PiecewiseConstantDecay(
-            boundaries=[int(b) * steps_per_epoch for b in sched_cfg.boundaries],
-            values=[lr * float(f) for f in sched_cfg.factors],
-        )
-        return LinearWarmup(step, warmup) if warmup else step
-    if name == ScheduleName.cosine:
-        total = max(1, epochs * steps_per_epoch - warmup)
-        if warmup:
-            return keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=0.0, decay_steps=total, alpha=float(sched_cfg.alpha),
-                warmup_target=lr, warmup_steps=warmup)
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total, alpha=float(sched_cfg.alpha))
-    if name == ScheduleName.onecycle:
-        total = max(1, epochs * steps_per_epoch)
-        return TriangularSchedule(lr, total, int(round(float(sched_cfg.warmup_fraction) * total)),
-                                  start=float(sched_cfg.start_factor), end=float(sched_cfg.end_factor))
-    if name == ScheduleName.constant and warmup:
-        return LinearWarmup(lr, warmup)
-    return lr
+OPTIMIZER_ARGS = ("learning_rate",)  # set by cifarx when it builds the optimizer (the schedule's rate)
 
 
-def build_optimizer(opt_cfg, sched_cfg, steps_per_epoch: int, epochs: int,
-                    base_lr: float | None = None) -> keras.optimizers.Optimizer:
-    lr = learning_rate(opt_cfg, sched_cfg, steps_per_epoch, epochs, base_lr)
-    common = {"learning_rate": lr}
-    if opt_cfg.weight_decay is not None:
-        common["weight_decay"] = float(opt_cfg.weight_decay)
-    if opt_cfg.clipnorm is not None:
-        common["clipnorm"] = float(opt_cfg.clipnorm)
-    if opt_cfg.ema is not None:  # Keras keeps the average and writes it into the model when fit ends
-        common.update(use_ema=True, ema_momentum=float(opt_cfg.ema))
-    name = OptimizerName(opt_cfg.name)
-    if name == OptimizerName.sgd:
-        return keras.optimizers.SGD(momentum=float(opt_cfg.momentum), nesterov=bool(opt_cfg.nesterov), **common)
-    if name == OptimizerName.rmsprop:
-        return keras.optimizers.RMSprop(momentum=float(opt_cfg.momentum), **common)
-    if name == OptimizerName.adamw:
-        return keras.optimizers.AdamW(**common)
-    return keras.optimizers.Adam(**common)
+def check_optimizer(opt_cfg) -> None:
+    """What can be checked without making the optimizer (that would start TensorFlow's runtime
+    before the trainer sets its threads): a Keras optimizer class that takes every key given, and
+    a positive peak rate."""
+    import keras
+
+    from cifarx.instantiate import check_arguments
+
+    target = check_arguments(opt_cfg, "optimizer")
+    if not (isinstance(target, type) and issubclass(target, keras.optimizers.Optimizer)):
+        raise ConfigError(f"optimizer._target_={opt_cfg._target_} is not a Keras optimizer class "
+                          "(e.g. keras.optimizers.Adam)")
+    lr = opt_cfg.get("learning_rate")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ConfigError(f"optimizer.learning_rate={lr!r} must be a number > 0 (the schedule's peak rate)")
 
 
-def schedule_callbacks(sched_cfg) -> list[keras.callbacks.Callback]:
-    if ScheduleName(sched_cfg.name) == ScheduleName.plateau:
-        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=float(sched_cfg.factor),
-                                                  patience=int(sched_cfg.patience),
-                                                  min_lr=float(sched_cfg.min_lr), verbose=0)]
-    return []
+def build_optimizer(opt_cfg, schedule, steps_per_epoch: int, epochs: int, base_lr: float | None = None):
+    """The optimizer ``opt_cfg`` names, its rate following ``schedule`` (a cifarx.schedules
+    object) from the peak ``optimizer.learning_rate`` (or ``base_lr``)."""
+    from cifarx.instantiate import instantiate
+
+    peak = float(base_lr if base_lr is not None else opt_cfg.learning_rate)
+    return instantiate(opt_cfg, "optimizer", learning_rate=schedule.learning_rate(peak, steps_per_epoch, epochs))
 
 
 def current_lr(optimizer) -> float:

@@ -15,14 +15,17 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from cifarx.commands import validate
     from cifarx.config import config_dir
-    from cifarx.errors import CifarxError, describe_compose_error, experiment_problem
-    from cifarx.runtime import validate_command_config
+    from cifarx.errors import CifarxError, describe_compose_error
+    from cifarx.groups import experiment_problem
+    from cifarx.runtime import register_resolvers
 
+    register_resolvers()
     problem = output_problem(overrides)
     if problem:
         return problem
-    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra") or o.startswith("hydra.searchpath=")]
     problem = unparsable(overrides) or experiment_problem(command, plain)
     if problem:
         return problem
@@ -33,7 +36,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
         return describe_compose_error(exc, command)
     try:
         OmegaConf.resolve(cfg)
-        validate_command_config(command, cfg)
+        validate(command, cfg)
     except CifarxError as exc:
         return str(exc)
     except Exception as exc:

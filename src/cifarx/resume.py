@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cifarx.errors import ConfigError, one_line
 from cifarx.overrides import hydra_quote, unquote
@@ -47,7 +47,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     from cifarx.artifacts import reconcile_history
 
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
-    saved = OmegaConf.load(run_dir / "config.yaml")
+    saved = upgrade(OmegaConf.load(run_dir / "config.yaml"))
     try:  # a run saved by an older cifarx lacks newer keys: they take their defaults (tracking off, no budget)
         from cifarx.config import TrainConfig
 
@@ -62,10 +62,43 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     saved.resume = str(run_dir)
     done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
     planned = int(OmegaConf.load(run_dir / "config.yaml").trainer.epochs)
-    if saved.schedule.name in ("onecycle", "cosine") and int(saved.trainer.epochs) > planned:
-        raise ConfigError(f"schedule={saved.schedule.name} of run {run_dir} ends at its {planned} epochs; "
+    from cifarx.instantiate import instantiate
+
+    if instantiate(saved.schedule, "schedule").fixed_length and int(saved.trainer.epochs) > planned:
+        raise ConfigError(f"schedule={saved.schedule.get('name')} of run {run_dir} ends at its {planned} epochs; "
                           f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
                           "(start a new run with more epochs)")
     if done >= int(saved.trainer.epochs):
         raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
+    return saved
+
+
+def upgrade(saved: DictConfig) -> DictConfig:
+    """A config saved before the model, optimizer and schedule groups named the class they build:
+    each gets the ``_target_`` of today's ``conf/<group>/<name>.yaml``, and the optimizer's keys
+    become the Keras arguments they were (``ema`` -> ``use_ema``/``ema_momentum``; keys its class
+    does not take are dropped)."""
+    import yaml
+
+    from cifarx.config import config_dir
+    from cifarx.instantiate import accepted, target_of
+
+    for group in ("model", "optimizer", "schedule"):
+        node = saved.get(group)
+        if not isinstance(node, DictConfig) or "_target_" in node or "name" not in node:
+            continue
+        name, target = str(node.name), None
+        while target is None and (config_dir() / group / f"{name}.yaml").is_file():
+            text = yaml.safe_load((config_dir() / group / f"{name}.yaml").read_text()) or {}
+            target, name = text.get("_target_"), (text.get("defaults") or [None])[0]
+        if target is None:
+            continue
+        with open_dict(node):
+            node._target_ = target
+            if group == "optimizer":
+                if node.get("ema") is not None:
+                    node.use_ema, node.ema_momentum = True, float(node.ema)
+                takes = accepted(target_of(node, group))
+                for key in [k for k in node if k != "_target_" and k not in takes]:
+                    del node[key]
     return saved

@@ -8,26 +8,27 @@ import logging
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import CifarxError, ConfigError, one_line
+from cifarx.errors import CifarxError, one_line
+from cifarx.ownership import _CLAIMED, claim_run_dir, hydra_files, release_run_dir  # noqa: F401
 
 log = logging.getLogger("cifarx")
 
-KERAS_COMMANDS = ("train", "evaluate", "extract")  # the others never import a deep-learning backend
 
 
 def register_resolvers() -> None:
     from cifarx.config import register_configs
 
     register_configs()
-    if not OmegaConf.has_resolver("cifarx_groups"):
-        from cifarx.errors import groups_help
+    from cifarx.groups import command_conf, groups_help
 
+    if not OmegaConf.has_resolver("cifarx_groups"):
         OmegaConf.register_new_resolver("cifarx_groups", groups_help)
+    if not OmegaConf.has_resolver("cifarx_conf"):
+        OmegaConf.register_new_resolver("cifarx_conf", command_conf)
     if not OmegaConf.has_resolver("cifarx_varying"):
         from cifarx.sweep import job_dirname
 
@@ -60,42 +61,6 @@ def import_keras_quietly():
     return keras
 
 
-def keys_outside_schema(node, prefix: str = "") -> list[str]:
-    """Keys that a schema does not declare: Hydra's '+key=value' can add them past struct mode."""
-    import dataclasses
-
-    from omegaconf import DictConfig
-
-    if not isinstance(node, DictConfig):
-        return []
-    found = []
-    kind = OmegaConf.get_type(node)
-    declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
-    for key in node.keys():
-        path = f"{prefix}{key}"
-        if declared is not None and key not in declared and not (prefix == "" and key == "hydra"):
-            found.append(path)
-        found += keys_outside_schema(node._get_node(key), path + ".")
-    return found
-
-
-def validate_command_config(command: str, cfg: DictConfig) -> None:
-    from cifarx import config as schema
-    from cifarx.errors import ConfigError
-
-    extra = keys_outside_schema(cfg)
-    if extra:
-        raise ConfigError(f"unknown config key '{extra[0]}' (check the spelling; `--cfg job` shows every key)")
-    schema.validate_seed(cfg)
-    schema.validate_logger(cfg)
-    if command == "train":
-        schema.validate_train(cfg)
-    elif command == "data":
-        schema.validate_data(cfg.data)
-    elif hasattr(schema, f"validate_{command}"):
-        getattr(schema, f"validate_{command}")(cfg)
-
-
 def _stop_on_sigterm() -> None:
     """Treat SIGTERM (a cluster's pre-emption, `kill`) like Ctrl-C: stop, record, say how to resume."""
     import signal
@@ -106,70 +71,6 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
-
-
-# Run directories this process has claimed (locked), with whether each existed before the claim.
-_CLAIMED: dict[Path, bool] = {}
-
-
-def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
-    """What Hydra itself writes into a run directory before the task starts."""
-    hydra_dir = run / ".hydra"
-    return (hydra_dir / "config.yaml", hydra_dir / "hydra.yaml", hydra_dir / "overrides.yaml", run / f"{job_name}.log")
-
-
-def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str | None = None) -> None:
-    """Make ``path`` this process's run directory: lock it, and refuse a folder that already holds
-    anything but Hydra's own files for this job (cifarx never writes into what it did not make).
-
-    A resumed run's directory is a cifarx run by construction (validated separately); it is locked
-    so a second process cannot resume or write into it at the same time.
-    """
-    from cifarx.artifacts import LOCK_FILE, is_locked, lock_run_dir
-    from cifarx.errors import RunError
-
-    path = Path(path).resolve()  # as Hydra does: abspath, no '~' expansion
-    if path in _CLAIMED:
-        return
-    existed = path.exists()
-    if existed and not path.is_dir():
-        raise ConfigError(f"hydra.run.dir='{path}' is a file, not a directory; choose a directory")
-    if existed and is_locked(path):
-        from cifarx.artifacts import _holder
-
-        raise RunError(f"run directory '{path}' is in use by another cifarx process{_holder(path)}; "
-                       "wait for it to finish or choose another hydra.run.dir")
-    ours = set(hydra_files(path, job_name)) if job_name else set()
-
-    def foreign() -> list[Path]:
-        if resuming or not path.is_dir():
-            return []
-        return [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != LOCK_FILE and p not in ours]
-
-    def refuse(found: list[Path]):
-        return ConfigError(f"hydra.run.dir='{path}' already holds files cifarx did not make in this run "
-                           f"({len(found)}, e.g. '{found[0].relative_to(path)}'); cifarx never writes into "
-                           "or deletes such a folder: choose a new or empty directory"
-                           + (" (or resume=<run dir> to continue a train run)" if job_name in (None, "train") else ""))
-
-    found = foreign()
-    if found:
-        raise refuse(found)
-    path.mkdir(parents=True, exist_ok=True)
-    lock_run_dir(path)
-    _CLAIMED[path] = existed
-    found = foreign()  # another process may have written between the check and the lock
-    if found:
-        release_run_dir(path)
-        raise refuse(found)
-
-
-def release_run_dir(path: str | os.PathLike) -> None:
-    from cifarx.artifacts import unlock_run_dir
-
-    path = Path(path).resolve()
-    _CLAIMED.pop(path, None)
-    unlock_run_dir(path)
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -219,9 +120,10 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
 def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool) -> Any:
     from cifarx import tracking  # light: MLflow itself is imported only with logger=mlflow
     from cifarx.artifacts import LOCK_FILE, resume_hint
+    from cifarx.commands import COMMANDS, validate
 
     try:
-        validate_command_config(command, cfg)
+        validate(command, cfg)
         if resuming:
             from cifarx.resume import resume_config
 
@@ -229,7 +131,7 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
         run.begin(cfg)
         run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
-        if command in KERAS_COMMANDS:
+        if COMMANDS[command].keras:
             import_keras_quietly()
         run.tracker = tracking.start_for(command, cfg, run, store, resuming)
         result = fn(cfg, run)

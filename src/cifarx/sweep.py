@@ -37,10 +37,10 @@ def planned_jobs(overrides: list[str]) -> list[str] | None:
 
 
 def _job_overrides(run: Path) -> str:
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return ""
-    return " ".join(line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- "))
+    """A job's recorded overrides, space-joined as :func:`planned_jobs` joins them ('' when absent or damaged)."""
+    from cifarx.compare import job_overrides
+
+    return " ".join(job_overrides(run))
 
 
 def summarize_interrupted(overrides: list[str], sort_by: str = "val_accuracy") -> list[str] | None:

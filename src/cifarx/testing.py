@@ -108,3 +108,89 @@ def write_benchmark_record(out_dir: Path, stem: str, **fields) -> Path:
     path = out_dir / f"{stem}_{time.strftime('%Y%m%d_%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, default=str))
     return path
+
+
+def cli_in_process(args: list[str], cwd: Path, env: dict | None = None):
+    """Run ``cifarx <args>`` through the real entry point (argv parsing, pre-flight, Hydra, the
+    run directory's lifecycle) in this process, as a subprocess would run it: in ``cwd``, with
+    ``env`` added, stdin closed and stdout/stderr captured. Returns a CompletedProcess.
+
+    Without a new interpreter and TensorFlow import per call, a test of the CLI contract costs
+    what its work costs. Use a real subprocess for what needs one: signals, another Keras backend.
+    """
+    import contextlib
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+    import traceback
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cifarx import cli
+
+    _absl_to_real_stderr()
+    out, err = io.StringIO(), io.StringIO()
+    handlers = _log_handlers()
+    saved = (os.getcwd(), dict(os.environ), list(sys.argv), signal.getsignal(signal.SIGTERM), sys.stdin)
+    os.environ.update({"CI": "true", **(env or {})})
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.stdin = io.StringIO()
+        GlobalHydra.instance().clear()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:  # what the interpreter would print before exiting 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        _restore_log_handlers(handlers)  # Hydra's are bound to this call's streams and run directory
+        GlobalHydra.instance().clear()
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        sys.argv[:] = saved[2]
+        signal.signal(signal.SIGTERM, saved[3])
+        sys.stdin = saved[4]
+    return subprocess.CompletedProcess(["cifarx", *args], code, out.getvalue(), err.getvalue())
+
+
+def _absl_to_real_stderr() -> None:
+    """absl's handler (TensorFlow installs it) holds the stderr of the moment it was made, and
+    closes it when Hydra reconfigures logging unless it is the stderr of that moment: point it at
+    the process's own stderr so a caller's captured stream is never closed."""
+    import sys
+
+    absl = sys.modules.get("absl.logging")
+    if absl is not None:
+        absl.get_absl_handler().python_handler.setStream(sys.__stderr__)
+
+
+def _log_handlers() -> dict:
+    import logging
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    return {logger: (list(logger.handlers), logger.level, logger.disabled) for logger in loggers}
+
+
+def _restore_log_handlers(before: dict) -> None:
+    """Put every logger back as it was (a test runner's own handlers included); close only the
+    handlers the call added."""
+    for logger, (handlers, level, disabled) in _log_handlers().items():
+        kept, old_level, old_disabled = before.get(logger, ([], logger.level, logger.disabled))
+        for handler in handlers:
+            if handler not in kept:
+                logger.removeHandler(handler)
+                try:
+                    handler.close()
+                except Exception:  # a stream already gone
+                    pass
+        logger.handlers[:] = kept
+        logger.setLevel(old_level)
+        logger.disabled = old_disabled

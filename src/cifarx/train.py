@@ -11,82 +11,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cifarx.artifacts import RunDir, read_history, reconcile_history
-from cifarx.errors import ConfigError, TrainingDiverged
+from cifarx.backend import configure_backend, distribution_scope, eval_batch_size
+from cifarx.errors import TrainingDiverged
 
 log = logging.getLogger("cifarx")
-
-
-def parallel_jobs() -> int:
-    """How many jobs a launcher runs at once on this machine (1 outside parallel sweeps)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return 1
-    launcher = HydraConfig.get().launcher
-    return int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
-
-
-def distribution_scope(trainer_cfg):
-    """A factory of the scope models are built and compiled in (MirroredStrategy for
-    distribute=mirrored, else a no-op), and the number of replicas."""
-    import contextlib
-
-    import keras
-
-    if str(trainer_cfg.distribute) != "mirrored":
-        return contextlib.nullcontext, 1
-    if keras.backend.backend() != "tensorflow":
-        raise ConfigError(f"trainer.distribute=mirrored needs the TensorFlow backend, not "
-                          f"{keras.backend.backend()} (use JAX's own sharding there)")
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    strategy = tf.distribute.MirroredStrategy(devices=devices)
-    log.info("distribute: MirroredStrategy over %d devices (%s); batch_size %d is split across them",
-             strategy.num_replicas_in_sync, ", ".join(devices), trainer_cfg.batch_size)
-    return strategy.scope, strategy.num_replicas_in_sync
-
-
-def configure_backend(trainer_cfg, seed: int) -> None:
-    """Seeds, threads, precision and determinism, before any model is built."""
-    import os
-
-    import keras
-
-    if keras.backend.backend() == "tensorflow" and trainer_cfg.cpu_devices:
-        import tensorflow as tf
-
-        cpus = tf.config.list_physical_devices("CPU")
-        try:
-            tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(trainer_cfg.cpu_devices))
-        except RuntimeError:  # TensorFlow already initialised in this process (a reused worker)
-            log.info("TensorFlow devices already initialised; trainer.cpu_devices ignored")
-    keras.backend.clear_session()  # a reused sweep worker must not carry the last job's graph
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        threads = trainer_cfg.threads
-        if threads is None and parallel_jobs() > 1:
-            threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
-        inter = trainer_cfg.inter_op_threads
-        try:
-            if threads:
-                tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            if inter:
-                tf.config.threading.set_inter_op_parallelism_threads(int(inter))
-        except RuntimeError:  # already initialised in this (reused) worker: keep its pools
-            log.info("TensorFlow thread pools already set in this process; keeping them")
-        if trainer_cfg.deterministic:
-            tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(int(seed))
-    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
-
-
-def eval_batch_size(trainer_cfg) -> int:
-    """The batch size for validation and evaluation (inference needs no small batches)."""
-    return int(trainer_cfg.eval_batch_size or max(256, int(trainer_cfg.batch_size)))
 
 
 def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int, monitor: str,
@@ -96,7 +24,7 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     import keras
 
     from cifarx.callbacks import EpochInfo, EpochSeeds, ResumableEarlyStopping, StopOnNonFinite, progress_callback
-    from cifarx.optim import schedule_callbacks
+    from cifarx.instantiate import instantiate
 
     progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "",
                                  chunk=int(cfg.trainer.steps_per_execution))
@@ -107,7 +35,7 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
            checkpoint, progress]  # then best.keras and last.keras (the commit point, also on a stop)
     if getattr(run, "tracker", None) is not None:  # after the CSV row: MLflow mirrors history.csv
         cbs.insert(cbs.index(checkpoint), run.tracker.keras_callback())
-    cbs += schedule_callbacks(cfg.schedule) if stage == 1 else []
+    cbs += instantiate(cfg.schedule, "schedule").callbacks() if stage == 1 else []
     if cfg.trainer.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
     return cbs, progress
@@ -153,12 +81,14 @@ def _count(weights) -> int:
 
 def _new_model(cfg, data, scope, steps: int, steps_per_execution: int):
     """The configured model, built and compiled for ``trainer.epochs`` under the strategy's scope."""
+    from cifarx.instantiate import instantiate
     from cifarx.models import build_model
     from cifarx.optim import build_optimizer
 
+    schedule = instantiate(cfg.schedule, "schedule")
     with scope():  # models, optimizers and their variables are created under the strategy
         model = build_model(cfg.model, cfg.data, data, int(cfg.seed))
-        _compile(model, build_optimizer(cfg.optimizer, cfg.schedule, steps, int(cfg.trainer.epochs)), cfg,
+        _compile(model, build_optimizer(cfg.optimizer, schedule, steps, int(cfg.trainer.epochs)), cfg,
                  steps_per_execution)
     return model
 
@@ -187,9 +117,10 @@ def _fit_to_budget(cfg, run: RunDir, data, scope, steps: int, steps_per_executio
 
     from cifarx.budget import measure_and_plan
     from cifarx.evaluate import tta_views
+    from cifarx.instantiate import instantiate
 
     views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
-    min_epochs = int(cfg.schedule.get("warmup_epochs") or 0) + 1  # validated 0 where a schedule has no warm-up
+    min_epochs = instantiate(cfg.schedule, "schedule").warmup() + 1  # at least one epoch past the warm-up
     plan = measure_and_plan(lambda: _new_model(cfg, data, scope, steps, steps_per_execution), data, cfg.trainer,
                             views, started, min_epochs)
     with read_write(cfg):
@@ -206,13 +137,13 @@ def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_ex
     """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate."""
     from cifarx.models.vgg import unfreeze_top_blocks
     from cifarx.optim import build_optimizer
+    from cifarx.schedules import Constant
 
     finetune = cfg.model.finetune
     opened = unfreeze_top_blocks(model, int(finetune.blocks))
     with scope():
-        _compile(model, build_optimizer(cfg.optimizer, OmegaConf.create({"name": "constant"}), steps,
-                                        int(finetune.epochs), base_lr=float(finetune.learning_rate)),
-                 cfg, steps_per_execution)
+        _compile(model, build_optimizer(cfg.optimizer, Constant(), steps, int(finetune.epochs),
+                                        base_lr=float(finetune.learning_rate)), cfg, steps_per_execution)
     trainable = _count(model.trainable_weights)
     log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
              len(opened), f"{trainable:,}", finetune.learning_rate)
@@ -291,7 +222,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
     _merge(history, part)
     epoch_seconds = list(seconds)
-    if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:
+    if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:  # VGG's second stage
         stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
                                          history, monitor)
         stages.append(stage)

@@ -13,35 +13,12 @@ Layers are named by block (``whiten``, ``block2_1_conv``, ``block3_2_bn``, ``fea
 
 from __future__ import annotations
 
-import keras
+from dataclasses import dataclass, field
+
 import numpy as np
-from keras import layers, ops
 
 from cifarx.errors import ConfigError
-from cifarx.models.preprocessing import PACKAGE
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ScaledBias(layers.Layer):
-    """Adds a per-channel bias stored as ``bias / scale``: with plain SGD the bias then learns
-    ``scale**2`` times faster than the other weights (airbench's BatchNorm ``bias_scaler``, which
-    Keras optimizers cannot express as a parameter group)."""
-
-    def __init__(self, scale: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = float(scale)
-
-    def build(self, input_shape):
-        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
-
-    def call(self, inputs):
-        return inputs + ops.cast(self.scale, inputs.dtype) * ops.cast(self.bias, inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
+from cifarx.models.architecture import Architecture, require
 
 
 def whitening_kernel(images: np.ndarray, kernel_size: int, eps: float) -> np.ndarray:
@@ -70,36 +47,69 @@ def whitening_kernel(images: np.ndarray, kernel_size: int, eps: float) -> np.nda
     return np.concatenate([kernel, -kernel], axis=-1).astype(np.float32)
 
 
-def _conv_bn_act(x, filters: int, cfg, name: str, pool: bool):
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    if pool:
-        x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    x = layers.BatchNormalization(momentum=float(cfg.bn_momentum), epsilon=float(cfg.bn_epsilon),
-                                  center=False, scale=False, name=f"{name}_bn")(x)
-    x = ScaledBias(float(cfg.bias_lr_scale) ** 0.5, name=f"{name}_bias")(x)
-    return layers.Activation(cfg.activation, name=f"{name}_act")(x)
+@dataclass
+class Airbench(Architecture):
+    name: str = "airbench"
+    widths: list[int] = field(default_factory=lambda: [64, 256, 256])  # per block (airbench94)
+    width: float = 1.0  # multiplies every entry of widths (0.5 is the CPU size)
+    convs_per_block: int = 2  # the first of each block is followed by a 2x2 max-pool
+    whiten: bool = True  # frozen patch-whitening stem computed from training images
+    whiten_kernel: int = 2  # patch size of the stem (2 x 2 x 3 -> 24 filters)
+    whiten_eps: float = 5.0e-4  # added to the patch covariance's eigenvalues
+    whiten_images: int = 5000  # training images the stem's statistics come from
+    bn_momentum: float = 0.4  # Keras convention: weight of the old running statistics
+    bn_epsilon: float = 1.0e-12
+    bias_lr_scale: float = 64.0  # BatchNorm biases learn this many times faster (airbench's bias_scaler)
+    activation: str = "gelu"
+    logit_scale: float = 0.1111111111111111  # airbench's 1/9 on the logits
 
+    def __post_init__(self):
+        require(len(self.widths) > 0 and all(w > 0 for w in self.widths) and self.width > 0,
+                f"model.widths={list(self.widths)} and model.width={self.width} must be positive")
+        require(self.convs_per_block >= 1, f"model.convs_per_block={self.convs_per_block} must be >= 1")
+        require(self.whiten_kernel >= 1 and self.whiten_images >= 2,
+                f"model.whiten_kernel={self.whiten_kernel} must be >= 1 and model.whiten_images={self.whiten_images} >= 2")
+        require(0 <= self.bn_momentum < 1, f"model.bn_momentum={self.bn_momentum} must be in [0, 1)")
+        require(self.bias_lr_scale > 0, f"model.bias_lr_scale={self.bias_lr_scale} must be > 0")
+        require(self.whiten_eps >= 0, f"model.whiten_eps={self.whiten_eps} must be >= 0")
+        require(self.bn_epsilon > 0, f"model.bn_epsilon={self.bn_epsilon} must be > 0")
+        require(self.logit_scale > 0, f"model.logit_scale={self.logit_scale} must be > 0")
 
-def build_airbench(x, cfg, num_classes: int, train_sample: np.ndarray | None = None):
-    """``x``: the preprocessed input tensor; ``train_sample``: preprocessed training images for
-    the whitening stem (required when ``cfg.whiten``). Returns the softmax output tensor."""
-    widths = [max(1, int(round(w * cfg.width))) for w in cfg.widths]
-    if cfg.whiten:
-        if train_sample is None:
-            raise ConfigError("model.whiten=true needs training images to compute the stem from")
-        k = int(cfg.whiten_kernel)
-        kernel = whitening_kernel(train_sample, k, float(cfg.whiten_eps))
-        stem = layers.Conv2D(kernel.shape[-1], k, padding="valid", use_bias=False, trainable=False, name="whiten")
-        x = stem(x)
-        stem.set_weights([kernel])
-        x = layers.Activation(cfg.activation, name="whiten_act")(x)
-    for b, width in enumerate(widths, start=1):
-        for i in range(1, int(cfg.convs_per_block) + 1):
-            x = _conv_bn_act(x, width, cfg, f"block{b}_{i}", pool=i == 1)
-    x = layers.GlobalMaxPooling2D(name="features")(x)
-    x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
-    x = layers.Rescaling(float(cfg.logit_scale), name="logit_scale")(x)
-    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+    def train_sample_size(self) -> int:
+        return int(self.whiten_images) if self.whiten else 0
 
+    def build(self, x, num_classes: int, train_sample: np.ndarray | None = None):
+        """``train_sample``: preprocessed training images for the whitening stem (required when
+        ``whiten``). Returns the softmax output tensor."""
+        from keras import layers
 
-build_airbench.needs_train_sample = True
+        widths = [max(1, int(round(w * self.width))) for w in self.widths]
+        if self.whiten:
+            if train_sample is None:
+                raise ConfigError("model.whiten=true needs training images to compute the stem from")
+            k = int(self.whiten_kernel)
+            kernel = whitening_kernel(train_sample, k, float(self.whiten_eps))
+            stem = layers.Conv2D(kernel.shape[-1], k, padding="valid", use_bias=False, trainable=False, name="whiten")
+            x = stem(x)
+            stem.set_weights([kernel])
+            x = layers.Activation(self.activation, name="whiten_act")(x)
+        for b, width in enumerate(widths, start=1):
+            for i in range(1, int(self.convs_per_block) + 1):
+                x = self._conv_bn_act(x, width, f"block{b}_{i}", pool=i == 1)
+        x = layers.GlobalMaxPooling2D(name="features")(x)
+        x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
+        x = layers.Rescaling(float(self.logit_scale), name="logit_scale")(x)
+        return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+    def _conv_bn_act(self, x, filters: int, name: str, pool: bool):
+        from keras import layers
+
+        from cifarx.models.preprocessing import ScaledBias
+
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        if pool:
+            x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = layers.BatchNormalization(momentum=float(self.bn_momentum), epsilon=float(self.bn_epsilon),
+                                      center=False, scale=False, name=f"{name}_bn")(x)
+        x = ScaledBias(float(self.bias_lr_scale) ** 0.5, name=f"{name}_bias")(x)
+        return layers.Activation(self.activation, name=f"{name}_act")(x)

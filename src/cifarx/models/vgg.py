@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import keras
-from keras import layers
+from typing import Optional
 
 from cifarx.errors import ConfigError, one_line
+from cifarx.models.architecture import Architecture, require
 
 log = logging.getLogger("cifarx")
 
@@ -22,12 +22,85 @@ WEIGHTS_FILES = {
 FEATURE_LAYER = "features"  # the head's last hidden layer (512-d by default)
 
 
-def uses_imagenet_preprocessing(cfg) -> bool:
-    """Pretrained weights expect the network's own preprocess_input, not the data z-score."""
-    return cfg.weights is not None
+@dataclass
+class Head:
+    units: list[int] = field(default_factory=lambda: [1024, 512])  # Dense-relu-BatchNorm-Dropout per entry
+    dropout: float = 0.5
+    batch_norm: bool = True
 
 
-def _base(cfg, input_size: int):
+@dataclass
+class Finetune:
+    blocks: int = 0  # 0: no second stage; N: unfreeze the top N conv blocks of the base
+    epochs: int = 0
+    learning_rate: float = 1e-5
+
+
+@dataclass
+class VGG(Architecture):
+    name: str = "vgg16"  # the keras.applications base: vgg16 | vgg19
+    weights: Optional[str] = "imagenet"  # imagenet | null (random init) | path to a .h5/.keras file
+    cut_at: Optional[str] = None  # base layer to stop at, e.g. block4_pool; null: whole base
+    freeze: bool = True
+    input_size: int = 32  # resize inside the model (e.g. 64, 128, 224)
+    head: Head = field(default_factory=Head)
+    finetune: Finetune = field(default_factory=Finetune)
+
+    def __post_init__(self):
+        require(self.name in APPLICATIONS,
+                f"model.name={self.name!r} is not a VGG base this builds; choose one of: {', '.join(APPLICATIONS)}")
+        require(self.input_size >= 32, f"model.input_size={self.input_size} must be >= 32 (VGG's minimum)")
+        require(len(self.head.units) > 0 and all(u > 0 for u in self.head.units),
+                f"model.head.units={list(self.head.units)} must be positive layer widths")
+        require(0 <= self.head.dropout < 1, f"model.head.dropout={self.head.dropout} must be in [0, 1)")
+        ft = self.finetune
+        require(ft.blocks >= 0 and ft.epochs >= 0,
+                f"model.finetune.blocks={ft.blocks} and model.finetune.epochs={ft.epochs} must be >= 0")
+        require((ft.blocks > 0) == (ft.epochs > 0),
+                "model.finetune.blocks and model.finetune.epochs must both be 0 or both be positive")
+        require(ft.learning_rate > 0, f"model.finetune.learning_rate={ft.learning_rate} must be > 0")
+
+    def input_normalization(self, normalize: str) -> str:
+        """Pretrained weights expect the network's own preprocess_input, not the data z-score."""
+        return "imagenet" if self.weights is not None else normalize
+
+    def check_run(self, cfg) -> None:
+        require(cfg.trainer.time_budget is None or self.finetune.blocks == 0,
+                "trainer.time_budget plans one training stage; with model.finetune set trainer.epochs instead")
+
+    def build(self, x, num_classes: int, train_sample=None):
+        """Resize (optional) -> VGG base up to ``cut_at`` -> Flatten -> head -> softmax."""
+        import keras
+        from keras import layers
+
+        if self.input_size != x.shape[1]:
+            x = layers.Resizing(self.input_size, self.input_size, name="resize")(x)
+        base = _base(self, self.input_size)
+        if self.cut_at:
+            names = [layer.name for layer in base.layers[1:]]
+            if self.cut_at not in names:
+                raise ConfigError(f"model.cut_at='{self.cut_at}' is not a layer of {self.name}; "
+                                  f"choose one of: {', '.join(names)}")
+            base = keras.Model(base.input, base.get_layer(self.cut_at).output, name=self.name)
+        else:
+            base.name = self.name
+        base.trainable = not self.freeze
+        x = base(x)
+        x = layers.Flatten(name="flatten")(x)
+        units = list(self.head.units)
+        for i, n in enumerate(units):
+            last = i == len(units) - 1
+            x = layers.Dense(n, activation="relu", name=FEATURE_LAYER if last else f"fc{i + 1}")(x)
+            if self.head.batch_norm:
+                x = layers.BatchNormalization(name=f"fc{i + 1}_bn")(x)
+            if self.head.dropout:
+                x = layers.Dropout(self.head.dropout, name=f"fc{i + 1}_dropout")(x)
+        return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def _base(cfg: VGG, input_size: int):
+    import keras
+
     app = getattr(keras.applications, APPLICATIONS[cfg.name])
     shape = (input_size, input_size, 3)
     weights = cfg.weights
@@ -60,41 +133,16 @@ def _base(cfg, input_size: int):
     return base
 
 
-def build_vgg(x, cfg, num_classes: int):
-    """Resize (optional) -> VGG base up to ``cut_at`` -> Flatten -> head -> softmax."""
-    if cfg.input_size != x.shape[1]:
-        x = layers.Resizing(cfg.input_size, cfg.input_size, name="resize")(x)
-    base = _base(cfg, cfg.input_size)
-    if cfg.cut_at:
-        names = [layer.name for layer in base.layers[1:]]
-        if cfg.cut_at not in names:
-            raise ConfigError(f"model.cut_at='{cfg.cut_at}' is not a layer of {cfg.name}; "
-                              f"choose one of: {', '.join(names)}")
-        base = keras.Model(base.input, base.get_layer(cfg.cut_at).output, name=cfg.name)
-    else:
-        base.name = cfg.name
-    base.trainable = not cfg.freeze
-    x = base(x)
-    x = layers.Flatten(name="flatten")(x)
-    units = list(cfg.head.units)
-    for i, n in enumerate(units):
-        last = i == len(units) - 1
-        x = layers.Dense(n, activation="relu", name=FEATURE_LAYER if last else f"fc{i + 1}")(x)
-        if cfg.head.batch_norm:
-            x = layers.BatchNormalization(name=f"fc{i + 1}_bn")(x)
-        if cfg.head.dropout:
-            x = layers.Dropout(cfg.head.dropout, name=f"fc{i + 1}_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+def base_of(model):
+    import keras
 
-
-def base_of(model: keras.Model) -> keras.Model:
     for layer in model.layers:
         if layer.name in APPLICATIONS and isinstance(layer, keras.Model):
             return layer
     raise ConfigError("model has no VGG base to fine-tune")
 
 
-def unfreeze_top_blocks(model: keras.Model, blocks: int) -> list[str]:
+def unfreeze_top_blocks(model, blocks: int) -> list[str]:
     """Make the top ``blocks`` conv blocks of the base trainable (BatchNorm stays frozen)."""
     base = base_of(model)
     base.trainable = True

@@ -1,0 +1,83 @@
+"""The deep-learning backend around a training run: seeds, threads, precision, determinism, the
+distribution strategy models are built under, and batch sizes for inference."""
+
+from __future__ import annotations
+
+import logging
+
+from cifarx.errors import ConfigError
+
+log = logging.getLogger("cifarx")
+
+
+def parallel_jobs() -> int:
+    """How many jobs a launcher runs at once on this machine (1 outside parallel sweeps)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    launcher = HydraConfig.get().launcher
+    return int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
+
+
+def distribution_scope(trainer_cfg):
+    """A factory of the scope models are built and compiled in (MirroredStrategy for
+    distribute=mirrored, else a no-op), and the number of replicas."""
+    import contextlib
+
+    import keras
+
+    if str(trainer_cfg.distribute) != "mirrored":
+        return contextlib.nullcontext, 1
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"trainer.distribute=mirrored needs the TensorFlow backend, not "
+                          f"{keras.backend.backend()} (use JAX's own sharding there)")
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    log.info("distribute: MirroredStrategy over %d devices (%s); batch_size %d is split across them",
+             strategy.num_replicas_in_sync, ", ".join(devices), trainer_cfg.batch_size)
+    return strategy.scope, strategy.num_replicas_in_sync
+
+
+def configure_backend(trainer_cfg, seed: int) -> None:
+    """Seeds, threads, precision and determinism, before any model is built."""
+    import os
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow" and trainer_cfg.cpu_devices:
+        import tensorflow as tf
+
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(trainer_cfg.cpu_devices))
+        except RuntimeError:  # TensorFlow already initialised in this process (a reused worker)
+            log.info("TensorFlow devices already initialised; trainer.cpu_devices ignored")
+    keras.backend.clear_session()  # a reused sweep worker must not carry the last job's graph
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        threads = trainer_cfg.threads
+        if threads is None and parallel_jobs() > 1:
+            threads = max(1, (os.cpu_count() or 1) // parallel_jobs())
+        inter = trainer_cfg.inter_op_threads
+        try:
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            if inter:
+                tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+        except RuntimeError:  # already initialised in this (reused) worker: keep its pools
+            log.info("TensorFlow thread pools already set in this process; keeping them")
+        if trainer_cfg.deterministic:
+            tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(int(seed))
+    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
+
+
+def eval_batch_size(trainer_cfg) -> int:
+    """The batch size for validation and evaluation (inference needs no small batches)."""
+    return int(trainer_cfg.eval_batch_size or max(256, int(trainer_cfg.batch_size)))

@@ -1,0 +1,85 @@
+"""The commands: what each runs, how its config is checked, and the top-level usage text.
+
+Targets are "module:function" strings, imported only when a command runs, so `cifarx --help`
+imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from cifarx import __version__
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function" taking (config, run directory) and returning a dict
+    summary: str
+    validator: str | None = None  # "module:function" raising ConfigError on a bad config
+    hydra: bool = True
+    keras: bool = False  # imports a deep-learning backend
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19, airbench) and evaluate it",
+                     "cifarx.validate:validate_train", keras=True),
+    "evaluate": Command("cifarx.evaluate:run_evaluate", "re-evaluate a trained run: run=<train run dir>",
+                        "cifarx.validate:validate_evaluate", keras=True),
+    "data": Command("cifarx.stats:run_data", "describe a dataset: class counts, channel stats, sample grid",
+                    "cifarx.validate:validate_data_command"),
+    "extract": Command("cifarx.extract:run_extract", "turn images into feature vectors with a trained model",
+                       "cifarx.validate:validate_extract", keras=True),
+    "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm",
+                       "cifarx.validate:validate_classic"),
+    "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
+}
+
+
+def load(target: str) -> Callable:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+_VALIDATED: set[str] = set()  # configs (as YAML) already validated in this process
+
+
+def validate(command: str, cfg) -> None:
+    """The checks every command shares, then the command's own; a config validated before in this
+    process (pre-flight, then the same config inside Hydra's job) is not checked twice."""
+    from omegaconf import OmegaConf
+
+    from cifarx.validate import validate_common
+
+    key = f"{command}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
+    if key in _VALIDATED:
+        return
+    if COMMANDS[command].keras:
+        from cifarx.runtime import import_keras_quietly
+
+        import_keras_quietly()  # optimizer classes are Keras': keep TensorFlow's start-up chatter off stderr
+    validate_common(cfg)
+    if COMMANDS[command].validator:
+        load(COMMANDS[command].validator)(cfg)
+    _VALIDATED.add(key)
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    return "\n".join([
+        f"cifarx {__version__}: config-driven CIFAR-10 experiments",
+        "",
+        "usage: cifarx <command> [key=value ...] [-m] [--cfg job] [--help]",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items()),
+        "",
+        "examples:",
+        "  cifarx train experiment=seed_cnn_augment",
+        "  cifarx train model=vgg19 data=augment trainer.epochs=10",
+        "  cifarx train -m optimizer=adam,sgd schedule=step,cosine",
+        "  cifarx extract run=outputs/train/<run>   then   cifarx classic clf=rf features=outputs/extract/<run>",
+        "",
+        "`cifarx <command> --help` lists that command's config groups and options.",
+    ])
