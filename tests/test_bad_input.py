@@ -77,9 +77,7 @@ def test_evaluate_on_a_directory_that_is_not_a_run(tmp_path):
 
 def test_evaluate_without_run(tmp_path):
     result = run_cli(["evaluate"], cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    assert "run" in result.stderr
+    assert_clean_failure(result, "no run given: `cifarx evaluate run=<train run dir>`", tmp_path)
 
 
 # -- the rest of the catalogue: every command, config, files and data ----------------------------

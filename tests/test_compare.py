@@ -117,3 +117,12 @@ def test_an_interrupted_sweep_knows_which_jobs_ran_whatever_their_values(tmp_pat
     assert sweep.summarize_interrupted(["optimizer=adam,sgd", *HARD]) == ["optimizer=sgd"]
     summary = json.loads((root / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["not_run"] == ["optimizer=sgd"] and summary["jobs"] == 1
+
+
+def test_table_cells_are_text_not_markup(capsys):
+    """Regression: an override like tags=[a,b] was read as rich markup and shown as 'tags='."""
+    from cifarx.console import print_table
+
+    print_table("t", ["job", "score"], [["tags=[a,b] x=[bold]y[/bold]", 0.5]])
+    out = capsys.readouterr().out
+    assert "tags=[a,b]" in out and "x=[bold]y[/bold]" in out

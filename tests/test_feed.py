@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cifarx.data.feed import epoch_order, training_feed
-from conftest import write_batches_dir
+from conftest import run_cli, write_batches_dir
 
 
 def _epoch(kind, x, y, batch, seed, first_epoch, epoch):
@@ -73,8 +73,7 @@ def test_sigkill_mid_run_leaves_a_run_that_resumes_to_the_same_numbers(tmp_path)
               "trainer.batch_size=16", "data=augment", "trainer.epochs=6"]
     env = {"CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
     cli = [sys.executable, "-m", "cifarx.cli", "train"]
-    straight = subprocess.run([*cli, *common, f"hydra.run.dir={tmp_path / 'straight'}"], env=env,
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    straight = run_cli(["train", *common, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)  # in-process
     assert straight.returncode == 0, straight.stderr[-2000:]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cli, *common, f"hydra.run.dir={killed}"], env=env, stdout=subprocess.DEVNULL,
@@ -89,8 +88,7 @@ def test_sigkill_mid_run_leaves_a_run_that_resumes_to_the_same_numbers(tmp_path)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "metrics.json").exists()  # it really died before finishing
-    resumed = subprocess.run([*cli, f"resume={killed}", "trainer.epochs=6"], env=env, capture_output=True,
-                             text=True, stdin=subprocess.DEVNULL)
+    resumed = run_cli(["train", f"resume={killed}", "trainer.epochs=6"], cwd=tmp_path)  # in-process
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())

@@ -110,11 +110,20 @@ def test_evaluate_reproduces_the_training_run(trained):
     assert (ev / "confusion_matrix.png").exists()
 
 
-def test_two_runs_in_the_same_second_get_their_own_directories(trained, tmp_path):
-    run, _, tmp = trained
-    a = run_cli(["train", "--cfg", "hydra", "-p", "hydra.run.dir"], cwd=tmp_path)
-    assert a.returncode == 0
-    assert "_" in a.stdout.strip().rsplit("/", 1)[-1]  # <date>_<time>_<pid>
+def test_two_runs_started_at_once_get_their_own_directories(tmp_path):
+    """Two processes started in the same second: the run directory names differ (the process id
+    follows the timestamp), so neither writes into the other's run."""
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "cifarx.cli", "train", "--cfg", "hydra", "-p", "hydra.run.dir"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(2)]
+    dirs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert dirs[0] != dirs[1]
+    stamps = [d.rsplit("/", 1)[-1].rsplit("_", 1) for d in dirs]  # <date>_<time>, <pid>
+    assert [int(pid) for _, pid in stamps] == [p.pid for p in procs]
 
 
 @pytest.mark.parametrize("writer", [write_tarball, write_image_dir, write_zip])

@@ -17,13 +17,12 @@ from omegaconf import OmegaConf
 
 from cifarx.artifacts import RunDir, atomic_path, read_json, require_run
 from cifarx.errors import ConfigError, DataError, RunError, one_line
+from cifarx.validate import EXTRACT_FIRST
 
 log = logging.getLogger("cifarx")
 
 PIPELINE_FILE = "pipeline.joblib"
 PIPELINE_META = "pipeline.json"
-EXTRACT_HINT = ("run `cifarx extract run=<train run dir>` first, then "
-                "`cifarx classic features=<extract run dir>` (or features=pixels)")
 
 
 def load_features(cfg) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str], dict]:
@@ -36,7 +35,7 @@ def load_features(cfg) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[s
         return splits, data.class_names, {"features": "pixels", "data": data.source}
     path = Path(str(cfg.features)).expanduser()
     if not (path / "features.json").exists():
-        raise RunError(f"features='{cfg.features}' holds no extracted features; {EXTRACT_HINT}")
+        raise RunError(f"features='{cfg.features}' holds no extracted features; {EXTRACT_FIRST}")
     run = require_run(path, "extract", needs=("features.json", "features_train.npy", "features_test.npy"))
     meta = read_json(run / "features.json")
     splits = {}

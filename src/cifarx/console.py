@@ -91,6 +91,9 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
 
 def _fmt(value: Any) -> str:
+    """A cell as text, never as rich markup: an override such as ``tags=[a,b]`` shows as typed."""
+    from rich.markup import escape
+
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value)
+    return escape(str(value))

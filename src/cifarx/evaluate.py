@@ -6,13 +6,14 @@ Everything is computed from predictions with scikit-learn; nothing is re-impleme
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
-from cifarx.artifacts import RunDir, read_history, read_json, require_run
+from cifarx.artifacts import RunDir, read_history, read_json
 from cifarx.console import print_table
 
 log = logging.getLogger("cifarx")
@@ -162,7 +163,7 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
     from cifarx.data import load_dataset
     from cifarx.models import load_model
 
-    source = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    source = Path(str(cfg.run)).expanduser().resolve()  # a finished train run: checked by validate_evaluate
     train_cfg = OmegaConf.load(source / "config.yaml")
     if cfg.get("data_root") is not None:  # the same images, read from where they are now
         train_cfg.data.root = str(cfg.data_root)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from cifarx.artifacts import RunDir, atomic_path, read_json, require_run
+from cifarx.artifacts import RunDir, atomic_path, read_json
 from cifarx.errors import ConfigError, RunError
 
 log = logging.getLogger("cifarx")
@@ -39,25 +39,17 @@ def feature_layer(model, name: str | None):
 
 def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label: str) -> tuple[int, ...]:
     """Run ``extractor`` over ``x`` in batches, writing into ``path`` as it goes."""
-    from cifarx.console import err_console, is_interactive
+    from cifarx.console import progress_steps
 
     n = len(x)
     first = np.asarray(extractor.predict_on_batch(x[:1]))
     shape = (n, int(np.prod(first.shape[1:])))
-    step_log = max(1, (n // batch_size) // 4)
-    starts = range(0, n, batch_size)
-    if is_interactive():
-        from rich.progress import track
-
-        starts = track(starts, description=f"extracting {label}", transient=True, console=err_console())
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         start = time.perf_counter()
-        for b, i in enumerate(starts):
+        for i in progress_steps(range(0, n, batch_size), f"extracting {label} (batches of {batch_size})"):
             feats = np.asarray(extractor.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
             out[i:i + len(feats)] = feats.reshape(len(feats), -1)
-            if not is_interactive() and (b + 1) % step_log == 0:
-                log.info("  %s: %d/%d images", label, min(i + batch_size, n), n)
         out.flush()
         del out
     log.info("%s: %d x %d features in %.1fs", label, *shape, time.perf_counter() - start)
@@ -67,7 +59,7 @@ def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label:
 def _source(cfg):
     """(model path, train config or None, source run dir or None)."""
     if cfg.run is not None:
-        run = require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+        run = Path(str(cfg.run)).expanduser().resolve()  # a finished train run: checked by validate_extract
         return run / f"{cfg.checkpoint}.keras", OmegaConf.load(run / "config.yaml"), run
     path = Path(str(cfg.model_path)).expanduser().resolve()
     if not path.is_file():
