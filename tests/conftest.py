@@ -9,6 +9,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# matplotlib figures cost about a second a run: only the tests that check them ask for them (figures=true).
+os.environ.setdefault("CIFARX_FIGURES", "false")
 
 import pytest  # noqa: E402
 

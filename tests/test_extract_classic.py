@@ -64,7 +64,7 @@ def test_features_equal_the_model_layer_output(extracted):
 def test_each_classifier_runs_end_to_end(extracted, clf):
     tmp, _, features = extracted
     out = tmp / "classic" / clf
-    result = run_cli(["classic", f"clf={clf}", f"features={features}", f"hydra.run.dir={out}"], cwd=tmp)
+    result = run_cli(["classic", f"clf={clf}", f"features={features}", f"hydra.run.dir={out}", "figures=true"], cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     with open(out / "confusion_matrix.csv") as f:

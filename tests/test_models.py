@@ -121,3 +121,17 @@ def test_a_new_model_is_one_class_and_one_yaml_file_as_the_readme_shows(tmp_path
     refused = run_cli(["train", *common, "model.filters=0", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=tmp_path)
     assert refused.returncode == 2 and "model.filters=0 must be > 0" in refused.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 37])
+def test_predicting_in_full_batches_gives_the_plain_predictions(n):
+    """The zero-padded last batch changes nothing: inference is per image (BatchNorm uses its
+    moving statistics)."""
+    from cifarx.evaluate import predict_in_full_batches
+
+    cfg = compose("train", ["model.filters=[4,8,8]"])
+    model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
+    x = np.random.default_rng(n).integers(0, 255, (n, 32, 32, 3)).astype(np.uint8)
+    padded = predict_in_full_batches(model, x, batch_size=16)
+    assert padded.shape == (n, 10)
+    np.testing.assert_allclose(padded, model.predict(x, batch_size=16, verbose=0), rtol=1e-5, atol=1e-6)

@@ -15,7 +15,6 @@ from conftest import (
     tiny_train_overrides,
     write_batches_dir,
     write_image_dir,
-    write_tarball,
     write_zip,
 )
 
@@ -33,7 +32,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     root = write_batches_dir(tmp / "data", train_per_class=12, test_per_class=5)
     result = run_cli(["train", f"data.root={root}", f"data.cache_dir={tmp / 'cache'}", "trainer.epochs=1",
-                      "trainer.batch_size=16", "data=augment"], cwd=tmp)
+                      "trainer.batch_size=16", "data=augment", "figures=true"], cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted((tmp / "outputs" / "train").iterdir())
     assert len(runs) == 1
@@ -100,7 +99,7 @@ def test_run_explains_itself(trained):
 
 def test_evaluate_reproduces_the_training_run(trained):
     run, _, tmp = trained
-    result = run_cli(["evaluate", f"run={run}"], cwd=tmp)
+    result = run_cli(["evaluate", f"run={run}", "figures=true"], cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
     (ev,) = (tmp / "outputs" / "evaluate").iterdir()
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -126,12 +125,13 @@ def test_two_runs_started_at_once_get_their_own_directories(tmp_path):
     assert [int(pid) for _, pid in stamps] == [p.pid for p in procs]
 
 
-@pytest.mark.parametrize("writer", [write_tarball, write_image_dir, write_zip])
-def test_train_in_process_on_each_format(tmp_path, writer):
+def test_train_in_process_from_a_zip_of_image_folders(tmp_path):
+    """Training reads the zip (image folders inside) as it reads any source; that every format
+    loads to the same arrays is tests/test_data.py's test_every_format_loads_the_same_kind_of_arrays."""
     from cifarx.artifacts import RunDir
     from cifarx.train import run_train
 
-    root = writer(tmp_path / "data")
+    root = write_zip(tmp_path / "data")
     cfg = compose("train", tiny_train_overrides(root, tmp_path / "cache"))
     run = RunDir(tmp_path / "run", "train")
     run.begin(cfg)
@@ -151,3 +151,15 @@ def test_data_command_describes_the_dataset(tmp_path):
     assert summary["splits"]["train"]["balanced"] and summary["splits"]["train"]["shape"] == [32, 32, 3]
     assert (run / "samples.png").exists()
     assert "images per class" in result.stdout
+
+
+def test_figures_false_writes_every_record_but_no_png(tmp_path, batches_dir):
+    """figures=false (or CIFARX_FIGURES=false) skips matplotlib; metrics, report and matrix stay."""
+    result = run_cli(["train", *tiny_train_overrides(batches_dir, tmp_path / "cache"), "figures=false",
+                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "run"
+    assert not list(run.glob("*.png"))
+    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.csv", "model.keras"):
+        assert (run / name).exists(), name
+    assert "figures: false" in (run / "config.yaml").read_text()

@@ -121,7 +121,8 @@ def test_vgg16_one_epoch_end_to_end(tmp_path):
 
     root = write_batches_dir(tmp_path / "data", train_per_class=6, test_per_class=2)
     result = run_cli(["train", "model=vgg16", "model.weights=null", f"data.root={root}",
-                      f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1", "trainer.batch_size=16"], cwd=tmp_path)
+                      f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1", "trainer.batch_size=16",
+                      "figures=true"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = (tmp_path / "outputs" / "train").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())

@@ -219,6 +219,6 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
              "fit_count": fit_count,
              "dim": dim, "seed": int(cfg.seed), **origin}
     metrics = write_evaluation(run, class_names=class_names, scores=scores, y_test=splits["test"][1],
-                               pred_test=test[0], proba_test=test[1], extra=extra)
+                               pred_test=test[0], proba_test=test[1], extra=extra, figures=bool(cfg.figures))
     log.info("%s: test accuracy %.4f; run directory %s", cfg.clf.name, metrics["test_accuracy"], run.path)
     return metrics

@@ -134,6 +134,7 @@ class TrainConfig:
     tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
+    figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
 
 
 class SavedModel(StrEnum):
@@ -150,6 +151,7 @@ class EvaluateConfig:
     seed: int = 42
     tta: Optional[TTA] = None  # test-time augmentation of the val/test predictions; null: the run's own
     data_root: Optional[str] = None  # read the run's images from here instead (moved data)
+    figures: bool = True  # PNG figures (confusion matrices, misclassified images)
 
 
 class Scale(StrEnum):
@@ -193,6 +195,7 @@ class ClassicConfig:
     experiment_name: Optional[str] = None
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
+    figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
 
 
 @dataclass

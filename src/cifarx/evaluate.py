@@ -55,9 +55,23 @@ def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none") -> n
     so augmentation layers inside the model stay off)."""
     total = None
     for weight, view in tta_views(np.asarray(x), tta):
-        p = weight * np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
+        p = weight * predict_in_full_batches(model, view, batch_size).astype(np.float64)
         total = p if total is None else total + p
     return total
+
+
+def predict_in_full_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` with every batch the same shape (the last one zero-padded, its padding
+    dropped): one traced prediction function serves every split and view, where each distinct
+    remainder would trace (compile) it again. Inference is per image, so the result is the same."""
+    n = len(x)
+    full = n - n % batch_size
+    parts = [np.asarray(model.predict(x[:full], batch_size=batch_size, verbose=0))] if full else []
+    if full < n:
+        tail = np.zeros((batch_size, *x.shape[1:]), x.dtype)
+        tail[:n - full] = x[full:]
+        parts.append(np.asarray(model.predict(tail, batch_size=batch_size, verbose=0))[:n - full])
+    return np.concatenate(parts)
 
 
 def split_scores(y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
@@ -87,11 +101,10 @@ def most_confused(matrix: np.ndarray, class_names: list[str], top: int = TOP_CON
 def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, dict[str, float]],
                      y_test: np.ndarray, pred_test: np.ndarray, proba_test: np.ndarray | None = None,
                      x_test: np.ndarray | None = None, history: dict[str, list[float]] | None = None,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write every evaluation artifact into ``run`` and return the metrics dict it saved."""
-    from cifarx import plots
-
-    log.info("writing the report, confusion matrices and plots into %s", run.path)
+                     extra: dict[str, Any] | None = None, figures: bool = True) -> dict[str, Any]:
+    """Write every evaluation artifact into ``run`` (the PNG figures only with ``figures``) and
+    return the metrics dict it saved."""
+    log.info("writing the report, confusion matrix%s into %s", " and figures" if figures else "", run.path)
     labels = list(range(len(class_names)))
     matrix = confusion_matrix(y_test, pred_test, labels=labels)
     report_text = classification_report(y_test, pred_test, labels=labels, target_names=class_names,
@@ -102,19 +115,8 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     run.write_json("classification_report.json", report)
     run.write_csv("confusion_matrix.csv", ["true\\predicted", *class_names],
                   [[name, *row] for name, row in zip(class_names, matrix.tolist())])
-    run.save_figure("confusion_matrix.png", plots.confusion_figure(matrix, class_names, False, "test confusion matrix"))
-    run.save_figure("confusion_matrix_normalized.png",
-                    plots.confusion_figure(matrix, class_names, True, "test confusion matrix (row-normalised)"))
-    if history:
-        run.save_figure("curves.png", plots.curves_figure(history))
-    if x_test is not None and proba_test is not None:
-        wrong = np.flatnonzero(pred_test != y_test)
-        confidence = proba_test[wrong, pred_test[wrong]]
-        shown = wrong[np.argsort(-confidence)][:MISCLASSIFIED_SHOWN]
-        titles = [f"{class_names[y_test[i]]} -> {class_names[pred_test[i]]}\n{proba_test[i, pred_test[i]]:.2f}"
-                  for i in shown]
-        run.save_figure("misclassified.png", plots.image_grid_figure(
-            np.asarray(x_test[shown]), titles, title="most confident mistakes (true -> predicted, confidence)"))
+    if figures:
+        _write_figures(run, matrix, class_names, y_test, pred_test, proba_test, x_test, history)
     pairs = most_confused(matrix, class_names)
     metrics: dict[str, Any] = {}
     for split, values in scores.items():
@@ -138,8 +140,28 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     return metrics
 
 
+def _write_figures(run: RunDir, matrix, class_names, y_test, pred_test, proba_test, x_test, history) -> None:
+    """confusion_matrix(_normalized).png, curves.png, misclassified.png (about a second: matplotlib)."""
+    from cifarx import plots
+
+    run.save_figure("confusion_matrix.png", plots.confusion_figure(matrix, class_names, False, "test confusion matrix"))
+    run.save_figure("confusion_matrix_normalized.png",
+                    plots.confusion_figure(matrix, class_names, True, "test confusion matrix (row-normalised)"))
+    if history:
+        run.save_figure("curves.png", plots.curves_figure(history))
+    if x_test is not None and proba_test is not None:
+        wrong = np.flatnonzero(pred_test != y_test)
+        confidence = proba_test[wrong, pred_test[wrong]]
+        shown = wrong[np.argsort(-confidence)][:MISCLASSIFIED_SHOWN]
+        titles = [f"{class_names[y_test[i]]} -> {class_names[pred_test[i]]}\n{proba_test[i, pred_test[i]]:.2f}"
+                  for i in shown]
+        run.save_figure("misclassified.png", plots.image_grid_figure(
+            np.asarray(x_test[shown]), titles, title="most confident mistakes (true -> predicted, confidence)"))
+
+
 def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
-                   extra: dict[str, Any] | None = None, tta: str = "none", score_train: bool = True) -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, tta: str = "none", score_train: bool = True,
+                   figures: bool = True) -> dict[str, Any]:
     """Predict every split with a Keras model and write the evaluation. Test-time augmentation
     applies to val and test; the train split is scored plainly (a fit diagnostic), or not at all."""
     scores, test = {}, None
@@ -155,7 +177,7 @@ def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
             test = (proba, pred)
     return write_evaluation(run, class_names=data.class_names, scores=scores, y_test=data.y_test,
                             pred_test=test[1], proba_test=test[0], x_test=data.x_test,
-                            history=history, extra={**(extra or {}), "tta": tta})
+                            history=history, extra={**(extra or {}), "tta": tta}, figures=figures)
 
 
 def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
@@ -174,5 +196,5 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
     tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
-    return evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta)
+    return evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta, figures=bool(cfg.figures))
 

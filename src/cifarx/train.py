@@ -256,7 +256,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
         **({"time_budget": budget.as_dict()} if budget else {}),
     }
     metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta),
-                             score_train=bool(cfg.trainer.score_train))
+                             score_train=bool(cfg.trainer.score_train), figures=bool(cfg.figures))
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run.write_metrics(metrics)
     run.write_provenance(wall_seconds=metrics["seconds"])
