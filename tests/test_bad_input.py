@@ -8,6 +8,14 @@ from conftest import run_cli, write_batches_dir
 
 CASES = {
     "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: airbench, simple_cnn, vgg16, vgg19"),
+    "not an optimizer class": (["optimizer._target_=keras.layers.Dense"],
+                               "optimizer._target_=keras.layers.Dense is not a Keras optimizer class"),
+    "optimizer argument its class lacks": (["optimizer=sgd", "+optimizer.beta_1=0.9"],
+                                           "optimizer.beta_1 is not an argument of keras.optimizers.SGD; it takes: "
+                                           "learning_rate, momentum, nesterov"),
+    "model value of the wrong type": (["model.width=wide"], "model.width: Value 'wide' of type 'str' could not be converted"),
+    "schedule argument its class lacks": (["schedule=plateau", "+schedule.warmup_epochs=2"],
+                                          "schedule.warmup_epochs is not an argument of cifarx.schedules.Plateau"),
     "unknown data option": (["data=fancy"], "unknown data 'fancy'; choose one of: augment, normalize, raw"),
     "misspelled key": (["trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     "wrong type": (["trainer.epochs=many"], "invalid value for 'trainer.epochs'"),

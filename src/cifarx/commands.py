@@ -55,10 +55,6 @@ def validate(command: str, cfg) -> None:
     key = f"{command}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
     if key in _VALIDATED:
         return
-    if COMMANDS[command].keras:
-        from cifarx.runtime import import_keras_quietly
-
-        import_keras_quietly()  # optimizer classes are Keras': keep TensorFlow's start-up chatter off stderr
     validate_common(cfg)
     if COMMANDS[command].validator:
         load(COMMANDS[command].validator)(cfg)

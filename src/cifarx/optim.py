@@ -6,8 +6,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cifarx.errors import ConfigError
-
 PACKAGE = "cifarx"
 
 
@@ -80,26 +78,6 @@ def build_loss(label_smoothing: float):
     if label_smoothing:
         return SparseSmoothedCrossentropy(label_smoothing)
     return "sparse_categorical_crossentropy"
-
-
-OPTIMIZER_ARGS = ("learning_rate",)  # set by cifarx when it builds the optimizer (the schedule's rate)
-
-
-def check_optimizer(opt_cfg) -> None:
-    """What can be checked without making the optimizer (that would start TensorFlow's runtime
-    before the trainer sets its threads): a Keras optimizer class that takes every key given, and
-    a positive peak rate."""
-    import keras
-
-    from cifarx.instantiate import check_arguments
-
-    target = check_arguments(opt_cfg, "optimizer")
-    if not (isinstance(target, type) and issubclass(target, keras.optimizers.Optimizer)):
-        raise ConfigError(f"optimizer._target_={opt_cfg._target_} is not a Keras optimizer class "
-                          "(e.g. keras.optimizers.Adam)")
-    lr = opt_cfg.get("learning_rate")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-        raise ConfigError(f"optimizer.learning_rate={lr!r} must be a number > 0 (the schedule's peak rate)")
 
 
 def build_optimizer(opt_cfg, schedule, steps_per_epoch: int, epochs: int, base_lr: float | None = None):

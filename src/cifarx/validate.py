@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cifarx.config import Checkpoint, DataConfig, LoggerName, Scale
-from cifarx.errors import require
+from cifarx.errors import ConfigError, require
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
@@ -134,11 +134,28 @@ def _validate_trainer(t) -> None:
     require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
 
 
+def check_optimizer(opt_cfg) -> None:
+    """What can be checked without making the optimizer (that would start TensorFlow's runtime
+    before the trainer sets its threads): a Keras optimizer class that takes every key given, and
+    a positive peak rate."""
+    from cifarx.instantiate import check_arguments, target_of
+    from cifarx.runtime import import_keras_quietly
+
+    keras = import_keras_quietly()  # the class is Keras': its import stays quiet (TensorFlow's start-up lines)
+    target = target_of(opt_cfg, "optimizer")
+    if not (isinstance(target, type) and issubclass(target, keras.optimizers.Optimizer)):
+        raise ConfigError(f"optimizer._target_={opt_cfg._target_} is not a Keras optimizer class "
+                          "(e.g. keras.optimizers.Adam)")
+    check_arguments(opt_cfg, "optimizer")
+    lr = opt_cfg.get("learning_rate")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ConfigError(f"optimizer.learning_rate={lr!r} must be a number > 0 (the schedule's peak rate)")
+
+
 def validate_train(cfg: DictConfig) -> None:
     """The trainer's ranges, the data, and the objects the model, optimizer and schedule groups
     build (each checks its own ranges), then what they need of each other."""
     from cifarx.instantiate import instantiate
-    from cifarx.optim import check_optimizer
 
     if cfg.get("resume") is not None:
         from cifarx.artifacts import require_run
@@ -148,7 +165,7 @@ def validate_train(cfg: DictConfig) -> None:
     _validate_trainer(cfg.trainer)
     validate_data(cfg.data)
     architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
-    check_optimizer(cfg.optimizer)
+    check_optimizer(cfg.optimizer)  # last: it imports Keras
     architecture.check_run(cfg)
     schedule.check_run(cfg)
     if cfg.optimizer.get("use_ema"):
