@@ -217,35 +217,30 @@ def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, d
     assert metrics(part)["epochs"] == 4 and metrics(part)["best_epoch"] == metrics(straight)["best_epoch"]
 
 
-def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_numbers(tmp_path, data, monkeypatch):
+def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_numbers(tmp_path, data, straight4,
+                                                                                     monkeypatch):
     """trainer.checkpoint_every=2: last.keras after epochs 2 and 4 (the end) only; a kill during
-    epoch 4 resumes from epoch 2 and repeats epoch 3 exactly."""
+    epoch 4's save resumes from epoch 2, repeats epochs 3 and 4 exactly, and ends as a run that
+    saved every epoch (saving never changes the numbers)."""
     from cifarx.artifacts import RunDir
 
-    straight = tmp_path / "straight"
-    saves: list[tuple[str, int | None]] = []
+    saves: list[int | None] = []
     save_model = RunDir.save_model
 
-    def recording_save(self, name, model, epochs=None):
-        saves.append((name, epochs))
-        return save_model(self, name, model, epochs=epochs)
-
-    monkeypatch.setattr(RunDir, "save_model", recording_save)
-    _train_inprocess(straight, data, "trainer.epochs=4", "trainer.checkpoint_every=2")
-    assert [e for name, e in saves if name == "last.keras"] == [2, 4]
-
-    part = tmp_path / "part"
-
     def killing_save(self, name, model, epochs=None):
+        if name == "last.keras":
+            saves.append(epochs)
         if epochs == 4:
             raise _Killed  # epoch 4 is over and in history.csv, epoch 3 was never saved
         return save_model(self, name, model, epochs=epochs)
 
+    part = tmp_path / "part"
     monkeypatch.setattr(RunDir, "save_model", killing_save)
     with pytest.raises(_Killed):
         _train_inprocess(part, data, "trainer.epochs=4", "trainer.checkpoint_every=2")
     monkeypatch.undo()
+    assert saves == [2, 4]  # last.keras after epoch 2, then (killed) after epoch 4: never after 1 or 3
     _train_inprocess(part, data, f"resume={part}")
-    assert [metrics(part)[k] for k in KEYS] == [metrics(straight)[k] for k in KEYS]
-    with open(part / "history.csv") as f, open(straight / "history.csv") as g:
+    assert [metrics(part)[k] for k in KEYS] == [metrics(straight4)[k] for k in KEYS]
+    with open(part / "history.csv") as f, open(straight4 / "history.csv") as g:
         assert list(csv.reader(f)) == list(csv.reader(g))
