@@ -154,3 +154,14 @@ def test_data_command_describes_the_dataset(tmp_path):
     assert (run / "samples.png").exists()
     assert "images per class" in result.stdout
 
+
+
+def test_two_commands_in_one_process_in_the_same_second_get_their_own_directories(tmp_path):
+    """cifarx called as a library (or by a test) twice within a second: the second run's default
+    directory carries its number after the process id."""
+    dirs = []
+    for _ in range(2):
+        result = run_cli(["train", "--cfg", "hydra", "-p", "hydra.run.dir"], cwd=tmp_path)
+        assert result.returncode == 0
+        dirs.append(result.stdout.strip())
+    assert dirs[0] != dirs[1]

@@ -123,3 +123,25 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
         log.warning("time budget %.0fs fits less than %d more epoch(s); training %d", plan.budget_seconds,
                     min_epochs, plan.epochs)
     return plan
+
+
+def fit_to_budget(cfg, run, data, build_compiled, started: float) -> BudgetPlan:
+    """Measure ``build_compiled()``'s model, choose ``trainer.epochs`` for ``trainer.time_budget``,
+    and record the choice in the run's config.yaml (resume and evaluate see the length) and tracker."""
+    import keras
+    import numpy as np
+    from omegaconf import OmegaConf, read_write
+
+    from cifarx.evaluate import tta_views
+    from cifarx.instantiate import instantiate
+
+    views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
+    min_epochs = instantiate(cfg.schedule, "schedule").warmup() + 1  # at least one epoch past the warm-up
+    plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started, min_epochs)
+    with read_write(cfg):
+        cfg.trainer.epochs = plan.epochs
+    run.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if run.tracker is not None:
+        run.tracker.log_params({"trainer.epochs": plan.epochs})
+    keras.utils.set_random_seed(int(cfg.seed))  # the real model starts as it would with trainer.epochs=N
+    return plan

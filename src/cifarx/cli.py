@@ -14,6 +14,7 @@ from cifarx import __version__
 from cifarx.commands import COMMANDS, load, usage
 from cifarx.overrides import explicit_run_dir, hydra_quote, split_overrides  # noqa: F401  (hydra_quote: public API)
 from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
+from cifarx.runtime import register_resolvers
 
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
@@ -64,9 +65,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return int(load(command.target)(rest) or 0)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cifarx.runtime import register_resolvers
+    from cifarx.runtime import INVOCATIONS
 
-    register_resolvers()
+    INVOCATIONS[0] += 1
     inspecting = any(a in _INSPECT_FLAGS for a in rest)
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
@@ -107,13 +108,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _register_on_import() -> None:
-    from cifarx.runtime import register_resolvers
-
-    register_resolvers()
-
-
-_register_on_import()
+register_resolvers()  # on import: launcher workers unpickling a task (see _task_for) need them too
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,8 +1,10 @@
-"""Config schemas, registered with Hydra's ConfigStore, and the checks types cannot express.
+"""Config schemas of the commands and of the groups that build nothing (data, trainer, logger),
+registered with Hydra's ConfigStore.
 
 YAML under ``conf/`` is what users edit; the dataclasses here are the schemas behind it, so a
-misspelled key, a wrong type or an unknown choice fails at composition time. ``validate`` adds
-the range checks (positive epochs, fractions in [0, 1), ...) with one-line messages.
+misspelled key, a wrong type or an unknown choice fails at composition time. Groups that build an
+object (model, optimizer, schedule) are schemaed by the class they name (cifarx.instantiate);
+cifarx.validate adds the range checks types cannot express, with one-line messages.
 """
 
 from __future__ import annotations

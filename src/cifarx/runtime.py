@@ -1,5 +1,6 @@
-"""What every command shares around its plain ``run_*`` function: resolvers, validation,
-the run directory's lifecycle, and turning user errors into one line and an exit code."""
+"""What every command shares around its plain ``run_*`` function: resolvers, the quiet Keras
+import, the run directory's lifecycle (validation first, then tracking, status, discarding what a
+refused run made), and turning user errors into one line and an exit code."""
 
 from __future__ import annotations
 
@@ -34,7 +35,17 @@ def register_resolvers() -> None:
 
         OmegaConf.register_new_resolver("cifarx_varying", job_dirname)
     if not OmegaConf.has_resolver("cifarx_pid"):
-        OmegaConf.register_new_resolver("cifarx_pid", lambda: str(os.getpid()), use_cache=True)
+        OmegaConf.register_new_resolver("cifarx_pid", run_dir_suffix, use_cache=True)
+
+
+INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
+
+
+def run_dir_suffix() -> str:
+    """What follows the timestamp in a default run directory's name: the process id, and from a
+    second command in the same process on (cifarx called as a library), its number too, so two
+    commands started in the same second never share a directory."""
+    return str(os.getpid()) if INVOCATIONS[0] <= 1 else f"{os.getpid()}-{INVOCATIONS[0]}"
 
 
 def import_keras_quietly():

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cifarx.artifacts import RunDir, read_history, reconcile_history
 from cifarx.backend import configure_backend, distribution_scope, eval_batch_size
@@ -109,29 +109,6 @@ def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, st
     return model
 
 
-def _fit_to_budget(cfg, run: RunDir, data, scope, steps: int, steps_per_execution: int, started: float):
-    """Measure, choose ``trainer.epochs`` for ``trainer.time_budget``, record the choice in the
-    run's config.yaml (see cifarx.budget)."""
-    import keras
-    from omegaconf import read_write
-
-    from cifarx.budget import measure_and_plan
-    from cifarx.evaluate import tta_views
-    from cifarx.instantiate import instantiate
-
-    views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
-    min_epochs = instantiate(cfg.schedule, "schedule").warmup() + 1  # at least one epoch past the warm-up
-    plan = measure_and_plan(lambda: _new_model(cfg, data, scope, steps, steps_per_execution), data, cfg.trainer,
-                            views, started, min_epochs)
-    with read_write(cfg):
-        cfg.trainer.epochs = plan.epochs
-    run.write_text("config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # resume and evaluate see the length
-    if run.tracker is not None:
-        run.tracker.log_params({"trainer.epochs": plan.epochs})
-    keras.utils.set_random_seed(int(cfg.seed))  # the real model starts as it would with trainer.epochs=N
-    return plan
-
-
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
               history: dict, monitor: str) -> tuple[dict, dict, list[float]]:
     """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate."""
@@ -193,7 +170,9 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     steps = math.ceil(len(data.y_train) / batch)
     budget = None
     if cfg.trainer.get("time_budget") is not None and not resuming:  # a resumed run keeps the epochs it chose
-        budget = _fit_to_budget(cfg, run, data, scope, steps, steps_per_execution, started)
+        from cifarx.budget import fit_to_budget
+
+        budget = fit_to_budget(cfg, run, data, lambda: _new_model(cfg, data, scope, steps, steps_per_execution), started)
     epochs = int(cfg.trainer.epochs)
     model = _prepare_model(cfg, run, data, scope, resuming, steps, steps_per_execution)
     params, trainable = int(model.count_params()), _count(model.trainable_weights)
