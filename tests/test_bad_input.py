@@ -8,6 +8,7 @@ from conftest import run_cli, write_batches_dir
 
 CASES = {
     "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: airbench, simple_cnn, vgg16, vgg19"),
+    "unimportable model class": (["model._target_=nope.Foo"], "model._target_='nope.Foo' cannot be imported"),
     "not an optimizer class": (["optimizer._target_=keras.layers.Dense"],
                                "optimizer._target_=keras.layers.Dense is not a Keras optimizer class"),
     "optimizer argument its class lacks": (["optimizer=sgd", "+optimizer.beta_1=0.9"],

@@ -92,3 +92,27 @@ def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     os.close(write_end)
     assert result.returncode == 0
     assert "Traceback" not in result.stderr
+
+
+def test_a_config_passed_at_preflight_is_checked_again_anywhere_but_its_own_job(tmp_path, monkeypatch):
+    """Validation runs once per command: the job right after its pre-flight skips it, and nothing
+    else does (another directory, or the same config a second time)."""
+    from cifarx.commands import validate
+    from cifarx.errors import ConfigError
+    from cifarx.testing import compose
+
+    (tmp_path / "a" / "mydata").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    cfg = compose("data", ["data.root=mydata"])
+    monkeypatch.chdir(tmp_path / "a")
+    validate("data", cfg, preflight=True)
+    validate("data", cfg)  # its job: skipped (would pass anyway here)
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(ConfigError, match="data.root='mydata' does not exist"):
+        validate("data", cfg)
+    monkeypatch.chdir(tmp_path / "a")
+    validate("data", cfg, preflight=True)
+    (tmp_path / "a" / "mydata").rmdir()
+    validate("data", cfg)  # the one job after pre-flight
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate("data", cfg)  # a second command with the same config is checked again

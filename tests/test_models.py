@@ -135,3 +135,13 @@ def test_predicting_in_full_batches_gives_the_plain_predictions(n):
     padded = predict_in_full_batches(model, x, batch_size=16)
     assert padded.shape == (n, 10)
     np.testing.assert_allclose(padded, model.predict(x, batch_size=16, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_an_integer_where_keras_means_a_float_is_given_as_a_float():
+    """Regression: optimizer=sgd optimizer.momentum=0 passed pre-flight, then Keras refused the
+    int inside the run ('`momentum` must be a float between [0, 1]')."""
+    from cifarx.instantiate import instantiate
+
+    cfg = compose("train", ["optimizer=sgd", "optimizer.momentum=0", "optimizer.learning_rate=1"])
+    optimizer = instantiate(cfg.optimizer, "optimizer")
+    assert optimizer.momentum == 0.0 and float(optimizer.learning_rate) == 1.0

@@ -68,3 +68,25 @@ def test_compare_csv_and_markdown_take_every_row_field(tmp_path):
     text = compare.to_csv(rows)
     assert text.splitlines()[0].split(",") == compare.COLUMNS and "demo" in text
     assert "| run | demo | 3 | 81.00% | 82.00% | below (-1.0) | 12 (after resume) | CPU |" in compare.to_markdown(rows)
+
+
+def test_every_recorded_train_config_upgrades_to_groups_that_build():
+    """Regression: configs saved before the groups named their classes (results/ holds several)
+    kept every knob of the old flat schemas, and resume refused them ('schedule.boundaries is not
+    an argument of cifarx.schedules.OneCycle')."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from cifarx.instantiate import check_arguments, instantiate
+    from cifarx.resume import upgrade
+    from conftest import REPO
+
+    saved = [p for p in sorted((REPO / "results").glob("*/config.yaml")) if "trainer" in OmegaConf.load(p)]
+    assert saved, "no recorded train runs"
+    for path in saved:
+        cfg = upgrade(OmegaConf.load(path))
+        for group in ("model", "schedule"):
+            assert instantiate(cfg[group], group).name == OmegaConf.load(path)[group].name, (Path(path).parent.name, group)
+        check_arguments(cfg.optimizer, "optimizer")
+        assert "name" not in cfg.optimizer and str(cfg.optimizer._target_).startswith("keras.optimizers.")

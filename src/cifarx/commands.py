@@ -15,7 +15,7 @@ from cifarx import __version__
 
 @dataclass(frozen=True)
 class Command:
-    target: str  # "module:function" taking (config, run directory) and returning a dict
+    target: str  # "module:function": run_*(config, run directory) -> dict; for compare, main(argv) -> exit code
     summary: str
     validator: str | None = None  # "module:function" raising ConfigError on a bad config
     hydra: bool = True
@@ -42,23 +42,29 @@ def load(target: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-_VALIDATED: set[str] = set()  # configs (as YAML) already validated in this process
+_PREFLIGHTED: set[str] = set()  # configs that passed pre-flight and whose job has not started yet
 
 
-def validate(command: str, cfg) -> None:
-    """The checks every command shares, then the command's own; a config validated before in this
-    process (pre-flight, then the same config inside Hydra's job) is not checked twice."""
+def validate(command: str, cfg, preflight: bool = False) -> None:
+    """The checks every command shares, then the command's own. A job whose exact config passed
+    pre-flight just before, in this process and directory, is not checked a second time (once only:
+    the next command checks again)."""
+    import os
+
     from omegaconf import OmegaConf
 
     from cifarx.validate import validate_common
 
-    key = f"{command}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
-    if key in _VALIDATED:
+    key = f"{os.getcwd()}\n{command}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
+    if not preflight and key in _PREFLIGHTED:
+        _PREFLIGHTED.discard(key)
         return
     validate_common(cfg)
     if COMMANDS[command].validator:
         load(COMMANDS[command].validator)(cfg)
-    _VALIDATED.add(key)
+    if preflight:
+        _PREFLIGHTED.clear()
+        _PREFLIGHTED.add(key)
 
 
 def usage() -> str:

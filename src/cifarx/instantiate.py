@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,11 +30,15 @@ def target_of(node, group: str):
     if not target:
         raise ConfigError(f"{group} names nothing to build: its YAML file needs a _target_ "
                           f"(the class it builds; see conf/{group}/)")
+    quiet = logging.getLogger("hydra.utils")  # get_object logs its failure over several lines first
+    level, quiet.level = quiet.level, logging.CRITICAL
     try:
         return get_object(str(target))
     except Exception as exc:
         raise ConfigError(f"{group}._target_={target!r} cannot be imported "
-                          f"({one_line(str(exc))[:120] or type(exc).__name__})") from exc
+                          f"({one_line(str(exc)) or type(exc).__name__})") from exc
+    finally:
+        quiet.level = level
 
 
 def arguments(node) -> dict[str, Any]:
@@ -42,9 +47,8 @@ def arguments(node) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k not in RESERVED}
 
 
-def accepted(target) -> list[str] | None:
-    """The keyword arguments ``target`` takes by name; None when it takes any (``**kwargs``) and
-    names none."""
+def accepted(target) -> list[str]:
+    """The keyword arguments ``target`` takes by name (its ``**kwargs``, if any, do not count)."""
     if dataclasses.is_dataclass(target):
         return [f.name for f in dataclasses.fields(target) if f.init]
     params = inspect.signature(target).parameters.values()
@@ -77,10 +81,19 @@ def instantiate(node, group: str, **runtime) -> Any:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
 
+    floats = _floats_where_floats_are_meant(target, arguments(node))
     try:
-        return hydra_instantiate(node, _convert_="all", **runtime)
+        return hydra_instantiate(node, _convert_="all", **floats, **runtime)
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
         if isinstance(cause, CifarxError):
             raise cause from None
         raise ConfigError(f"{group}={node._target_}: {one_line(str(cause))[:300]}") from exc
+
+
+def _floats_where_floats_are_meant(target, args: dict[str, Any]) -> dict[str, float]:
+    """YAML and the command line read ``momentum=0`` as an int; an argument whose default is a
+    float gets a float (Keras' optimizers refuse an int momentum)."""
+    params = inspect.signature(target).parameters
+    return {k: float(v) for k, v in args.items() if isinstance(v, int) and not isinstance(v, bool)
+            and k in params and isinstance(params[k].default, float)}

@@ -36,7 +36,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
         return describe_compose_error(exc, command)
     try:
         OmegaConf.resolve(cfg)
-        validate(command, cfg)
+        validate(command, cfg, preflight=True)
     except CifarxError as exc:
         return str(exc)
     except Exception as exc:

@@ -75,9 +75,9 @@ def resume_config(cfg: DictConfig) -> DictConfig:
 
 def upgrade(saved: DictConfig) -> DictConfig:
     """A config saved before the model, optimizer and schedule groups named the class they build:
-    each gets the ``_target_`` of today's ``conf/<group>/<name>.yaml``, and the optimizer's keys
-    become the Keras arguments they were (``ema`` -> ``use_ema``/``ema_momentum``; keys its class
-    does not take are dropped)."""
+    each gets the ``_target_`` of today's ``conf/<group>/<name>.yaml`` and keeps the keys its class
+    takes (the old flat schemas held every schedule's knobs); the optimizer's ``ema`` becomes
+    Keras' ``use_ema``/``ema_momentum`` and its ``name`` (the group's option) goes."""
     import yaml
 
     from cifarx.config import config_dir
@@ -98,7 +98,8 @@ def upgrade(saved: DictConfig) -> DictConfig:
             if group == "optimizer":
                 if node.get("ema") is not None:
                     node.use_ema, node.ema_momentum = True, float(node.ema)
-                takes = accepted(target_of(node, group))
-                for key in [k for k in node if k != "_target_" and k not in takes]:
-                    del node[key]
+                del node["name"]
+            takes = accepted(target_of(node, group))
+            for key in [k for k in node if k != "_target_" and k not in takes]:
+                del node[key]
     return saved

@@ -165,10 +165,10 @@ def validate_train(cfg: DictConfig) -> None:
     _validate_trainer(cfg.trainer)
     validate_data(cfg.data)
     architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
-    check_optimizer(cfg.optimizer)  # last: it imports Keras
     architecture.check_run(cfg)
     schedule.check_run(cfg)
     if cfg.optimizer.get("use_ema"):
         require(cfg.trainer.evaluate == Checkpoint.last,
                 "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
                 "weights: set trainer.evaluate=last")
+    check_optimizer(cfg.optimizer)  # last: it imports Keras
