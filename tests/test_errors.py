@@ -18,10 +18,8 @@ from conftest import CLASSES, compose, write_batches_dir
 
 
 def preflight(command, overrides):
-    from cifarx.cli import preflight as check
-    from cifarx.runtime import register_resolvers
+    from cifarx.cli import preflight as check  # importing cifarx.cli registers the resolvers
 
-    register_resolvers()  # as cli.main does first
     return check(command, overrides)
 
 

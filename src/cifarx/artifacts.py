@@ -38,7 +38,7 @@ from cifarx.atomic_io import (  # noqa: F401  (re-exported: cifarx.artifacts is 
 )
 from cifarx.errors import RunError
 from cifarx.run_checks import check_keras_file, effective_status, require_run, resume_hint  # noqa: F401
-from cifarx.run_history import checkpoint_epochs, read_history, reconcile_history  # noqa: F401
+from cifarx.run_history import read_history, reconcile_history  # noqa: F401
 from cifarx.run_layout import (  # noqa: F401  (re-exported)
     CONFIG_FILE,
     EPOCH_RECORD,
@@ -49,7 +49,7 @@ from cifarx.run_layout import (  # noqa: F401  (re-exported)
     STATUSES,
     STOPPED,
 )
-from cifarx.run_lock import _HELD, _holder, is_locked, lock_run_dir, unlock_run_dir  # noqa: F401
+from cifarx.run_lock import _holder, is_locked, lock_run_dir, unlock_run_dir  # noqa: F401
 
 _PACKAGES = ("cifarx", "keras", "tensorflow", "tensorflow-cpu", "jax", "torch", "numpy",
              "scikit-learn", "hydra-core", "omegaconf", "rich", "matplotlib", "pillow")

@@ -46,7 +46,7 @@ from cifarx.tracking_store import (  # noqa: F401  (re-exported)
     store_of,
     ui_command,
 )
-from cifarx.tracking_sweep import PARENT_FILE, _finish_sweep, finish_sweep, start_sweep  # noqa: F401  (re-exported)
+from cifarx.tracking_sweep import PARENT_FILE, finish_sweep, start_sweep  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cifarx")
 

@@ -35,7 +35,7 @@ from cifarx.data.python_batches import (  # noqa: F401  (re-exported)
     load_batches_dir,
     load_tarball,
 )
-from cifarx.data.raw import IMAGE_SHAPE, RawData  # noqa: F401  (re-exported)
+from cifarx.data.raw import RawData  # noqa: F401  (re-exported)
 from cifarx.errors import DataError, one_line
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
