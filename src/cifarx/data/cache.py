@@ -6,9 +6,10 @@ entry at once (parallel sweeps) never see a half-written cache: the second renam
 copy is discarded.
 
 Nothing in an entry is trusted: on load the arrays must match meta.json (shapes, dtypes, counts),
-labels must lie in range, and the SHA-256 of the loaded content must equal the hash recorded when
-it was decoded from the source. An entry that fails is removed and rebuilt from the source, so the
-hash in provenance is always that of the arrays the run actually used.
+labels must lie in range, the count of files the source skipped (provenance reports it) must be
+there, and the SHA-256 of the loaded content must equal the hash recorded when it was decoded from
+the source. An entry that fails is removed and rebuilt from the source, so the hash in provenance
+is always that of the arrays the run actually used.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def _verify(entry: Path) -> tuple[RawData, dict]:
         if list(arr.shape) != want["shape"] or str(arr.dtype) != want["dtype"]:
             raise ValueError(f"{name}.npy is {arr.dtype}{tuple(arr.shape)}, meta.json says "
                              f"{want['dtype']}{tuple(want['shape'])}")
-    raw = RawData(**arrays, class_names=list(meta["class_names"]))
+    skipped = meta.get("skipped")  # absent from entries written before skipped files were counted: rebuilt
+    if not isinstance(skipped, dict) or not all(isinstance(v, int) and v >= 0 for v in skipped.values()):
+        raise ValueError("meta.json has no valid count of the source's skipped files (an older cifarx wrote it)")
+    raw = RawData(**arrays, class_names=list(meta["class_names"]), skipped=skipped)
     try:
         raw.check(str(entry))
     except DataError as exc:
@@ -89,7 +93,7 @@ def load_cached(cache_root: Path, key: str) -> tuple[RawData, dict] | None:
 
 def store(cache_root: Path, key: str, raw: RawData, source: str) -> dict:
     """Write ``raw`` under ``key`` atomically; returns its metadata (with the content hash)."""
-    meta = {"class_names": raw.class_names, "source": source, "sha256": content_hash(raw),
+    meta = {"class_names": raw.class_names, "source": source, "sha256": content_hash(raw), "skipped": raw.skipped,
             "arrays": {n: {"shape": list(getattr(raw, n).shape), "dtype": str(getattr(raw, n).dtype)}
                        for n in ARRAYS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": CACHE_VERSION}

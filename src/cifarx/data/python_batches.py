@@ -1,20 +1,26 @@
 """CIFAR-10's python batches: ``cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``,
 ``batches.meta``), or ``cifar-10-python.tar.gz`` read in place (``cifarx.data.sources``
-re-exports all of it)."""
+re-exports all of it). Each file's size is checked (from its directory entry or tar header) before
+it is read, so a damaged or hostile archive cannot make a load take unbounded memory."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from cifarx.data.raw import RawData
+from cifarx.data.raw import RawData, check_size, printable
 from cifarx.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+# Bytes of one batch file, checked before it is read: a real CIFAR-10 batch is 31 MB (10000 images of
+# 3073 bytes, pickled); four times that leaves room for re-pickled copies, not for a bomb.
+MAX_BATCH_BYTES = 128 << 20
 
 
 def _unpickle(blob: bytes, name: str) -> dict:
@@ -49,26 +55,33 @@ def _from_batches(read: Callable[[str], bytes], where: str) -> RawData:
 
 
 def load_batches_dir(path: Path) -> RawData:
+    where = printable(str(path))
+
     def read(name: str) -> bytes:
         f = path / name
         if not f.exists():
-            raise DataError(f"{path} is missing '{name}' (a cifar-10-batches-py directory needs "
+            raise DataError(f"{where} is missing '{name}' (a cifar-10-batches-py directory needs "
                             f"{', '.join(TRAIN_BATCHES)}, test_batch and batches.meta)")
-        return f.read_bytes()
+        with open(f, "rb") as fh:
+            check_size(f"{where}/{name}", os.fstat(fh.fileno()).st_size, MAX_BATCH_BYTES, "one CIFAR-10 batch file")
+            return fh.read(MAX_BATCH_BYTES + 1)  # bounded even if it grows meanwhile (then it fails to unpickle)
 
-    return _from_batches(read, str(path))
+    return _from_batches(read, where)
 
 
 def load_tarball(path: Path) -> RawData:
+    where = printable(str(path))
     try:
         with tarfile.open(path, "r:*") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
 
             def read(name: str) -> bytes:
                 if name not in members:
-                    raise DataError(f"{path} has no '{name}' (is it cifar-10-python.tar.gz?)")
-                return tar.extractfile(members[name]).read()
+                    raise DataError(f"{where} has no '{name}' (is it cifar-10-python.tar.gz?)")
+                member = members[name]  # its size is the header's: extractfile never returns more
+                check_size(f"{where}:{member.name}", member.size, MAX_BATCH_BYTES, "one CIFAR-10 batch file")
+                return tar.extractfile(member).read()
 
-            return _from_batches(read, str(path))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"cannot read archive '{path}': {exc}") from exc
+            return _from_batches(read, where)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"cannot read archive '{where}': {printable(str(exc))}") from exc

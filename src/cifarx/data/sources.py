@@ -21,6 +21,8 @@ from pathlib import Path
 
 from cifarx.data.image_folders import (  # noqa: F401  (re-exported: cifarx.data.sources is what callers import)
     IMAGE_SUFFIXES,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
     _decode_image,
     _fit,
     _from_listing,
@@ -28,6 +30,7 @@ from cifarx.data.image_folders import (  # noqa: F401  (re-exported: cifarx.data
     load_zip,
 )
 from cifarx.data.python_batches import (  # noqa: F401  (re-exported)
+    MAX_BATCH_BYTES,
     TRAIN_BATCHES,
     _decode_batch,
     _from_batches,
@@ -35,7 +38,7 @@ from cifarx.data.python_batches import (  # noqa: F401  (re-exported)
     load_batches_dir,
     load_tarball,
 )
-from cifarx.data.raw import RawData  # noqa: F401  (re-exported)
+from cifarx.data.raw import RawData, describe_skipped, printable  # noqa: F401  (re-exported)
 from cifarx.errors import DataError, one_line
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -53,7 +56,7 @@ def detect_format(path: Path) -> str:
             (p / "train").is_dir() for p in path.iterdir() if p.is_dir()
         ):
             return "image_dir"
-        raise DataError(f"data.root='{path}' has an unknown layout: expected a cifar-10-batches-py "
+        raise DataError(f"data.root='{printable(str(path))}' has an unknown layout: expected a cifar-10-batches-py "
                         "directory (data_batch_1..5, test_batch, batches.meta) or train/<class>/, "
                         "test/<class>/ image folders")
     name = path.name.lower()
@@ -61,7 +64,7 @@ def detect_format(path: Path) -> str:
         return "tarball"
     if name.endswith(".zip"):
         return "zip"
-    raise DataError(f"data.root='{path}' is a file of unknown type: expected .tar.gz, .tgz or .zip")
+    raise DataError(f"data.root='{printable(str(path))}' is a file of unknown type: expected .tar.gz, .tgz or .zip")
 
 
 def load_path(path: Path, other_sizes: str = "refuse") -> RawData:
@@ -81,11 +84,12 @@ def load_path(path: Path, other_sizes: str = "refuse") -> RawData:
 
 def source_key(path: Path) -> str:
     """A cheap fingerprint of a source's identity (names, sizes, mtimes), for the cache key."""
-    h = hashlib.sha256(str(path.resolve()).encode())
+    h = hashlib.sha256(os.fsencode(path.resolve()))  # names as their bytes: they need not be UTF-8
     entries = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for p in entries:
         st = p.stat()
-        h.update(f"{p.relative_to(path) if p != path else p.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        name = os.fsencode(p.relative_to(path) if p != path else p.name)
+        h.update(name + f":{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
