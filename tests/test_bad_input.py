@@ -10,7 +10,7 @@ CASES = {
     "unknown model": (["model=vgg99"], "unknown model 'vgg99'; choose one of: airbench, simple_cnn, vgg16, vgg19"),
     "unimportable model class": (["model._target_=nope.Foo"], "model._target_='nope.Foo' cannot be imported"),
     "not an optimizer class": (["optimizer._target_=keras.layers.Dense"],
-                               "optimizer._target_=keras.layers.Dense is not a Keras optimizer class"),
+                               "optimizer._target_='keras.layers.Dense' is not a Keras optimizer class"),
     "optimizer argument its class lacks": (["optimizer=sgd", "+optimizer.beta_1=0.9"],
                                            "optimizer.beta_1 is not an argument of keras.optimizers.SGD; it takes: "
                                            "learning_rate, momentum, nesterov"),
@@ -26,7 +26,7 @@ CASES = {
     "missing data root": (["data.root=/nonexistent/cifar"], "data.root='/nonexistent/cifar' does not exist"),
     "bad step schedule": (["schedule.factors=[1.0]"], "schedule.factors needs one more entry"),
     "another command's group": (["clf=rf"], "clf is not an option of cifarx train; it belongs to cifarx classic"),
-    "bad time budget": (["trainer.time_budget=-5"], "must be > 0 seconds or null"),
+    "bad time budget": (["trainer.time_budget=-5"], "must be a finite number of seconds > 0, or null"),
     "unknown logger": (["logger=wandb"], "unknown logger 'wandb'; choose one of: mlflow, none"),
 }
 

@@ -143,7 +143,7 @@ def test_two_runs_on_one_directory_the_second_refuses_and_a_killed_owner_frees_i
         owner.send_signal(signal.SIGKILL)
         owner.wait()
     # ... and, once its process is gone (SIGKILL: no chance to clean up), as stopped, with the cure.
-    with pytest.raises(Exception, match=r"stopped without finishing \(process gone\); resume with: cifarx train resume="):
+    with pytest.raises(Exception, match=r"stopped without finishing \(process gone\); finish it with: cifarx train resume="):
         require_run(shared, "train", needs=("last.keras",))
     from cifarx.runtime import claim_run_dir, release_run_dir
 

@@ -75,7 +75,7 @@ def test_resume_refuses_overrides_that_change_the_experiment(tmp_path, data):
     assert "refusing overrides that would change the experiment: optimizer=sgd" in result.stderr
     before = {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()}
     result = run_cli(["train", f"resume={part}", "trainer.epochs=1"], cwd=tmp_path)
-    assert result.returncode == 2 and "already has 1 epochs" in result.stderr
+    assert result.returncode == 2 and "is complete (1 epochs); pass trainer.epochs > 1" in result.stderr
     after = {p.name: p.read_bytes() for p in part.iterdir() if p.is_file()}
     assert after == before  # a refused resume leaves the run exactly as it was (regression: it was deleted)
 

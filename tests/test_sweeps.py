@@ -18,7 +18,7 @@ def sweep(tmp_path_factory):
     root = write_batches_dir(tmp / "data")
     result = run_cli(["train", "-m", f"data.root={root}", f"data.cache_dir={tmp / 'c'}", "trainer.epochs=1",
                       "trainer.batch_size=32", "model.filters=[4,8,8]", "optimizer=adam,sgd",
-                      "model.dropout=[0.1,0.1],[1.5,0.1]"], cwd=tmp)
+                      "data.max_train=null,5"], cwd=tmp)  # 5 < 10 classes: fails in the job, past pre-flight
     (sweep_dir,) = (tmp / "outputs" / "train" / "multirun").iterdir()
     return tmp, sweep_dir, result
 
@@ -27,7 +27,7 @@ def test_every_job_has_its_own_readable_directory(sweep):
     _, sweep_dir, _ = sweep
     jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert len(jobs) == 4
-    assert all("optimizer=" in j and "model.dropout=" in j and "data.root" not in j for j in jobs)
+    assert all("optimizer=" in j and "data.max_train=" in j and "data.root" not in j for j in jobs)
     assert not any("trainer.epochs" in j or "model.filters" in j for j in jobs)  # same in every job: not in names
 
 
@@ -58,11 +58,11 @@ def test_failing_jobs_are_recorded_and_the_sweep_exits_non_zero(sweep):
     _, sweep_dir, result = sweep
     assert result.returncode != 0
     assert "2 of 4 sweep jobs failed" in result.stderr
-    failed = [p for p in sweep_dir.iterdir() if p.is_dir() and "1.5" in p.name]
+    failed = [p for p in sweep_dir.iterdir() if p.is_dir() and "max_train=5" in p.name]
     assert len(failed) == 2
     for job in failed:
         status = json.loads((job / "status.json").read_text())
-        assert status["status"] == "failed" and "model.dropout=[1.5, 0.1] must be 2 rates in [0, 1)" in status["error"]
+        assert status["status"] == "failed" and "data.max_train=5 is smaller than the number of classes (10)" in status["error"]
 
 
 def test_compare_prints_the_same_numbers(sweep):

@@ -94,6 +94,8 @@ class RunDir:
         self.created: list[Path] = []  # files this run wrote (early-failure cleanup removes them)
         self.begun = False  # after begin(), the directory must exist: it is never silently recreated
         self.tracker = None  # the run's MLflow tracker (cifarx.tracking), with logger=mlflow
+        self.resumed = False  # continuing an earlier process's run: its provenance gets an entry of ours
+        self._resume_entry: int | None = None  # our entry's index in provenance's "resumes"
 
     @classmethod
     def from_hydra(cls, command: str) -> "RunDir":
@@ -189,15 +191,29 @@ class RunDir:
                 self.path.rmdir()  # only when empty: anything else in it was not ours
 
     def write_provenance(self, **extra: Any) -> None:
-        existing = read_json(self.file(PROVENANCE_FILE)) if self.file(PROVENANCE_FILE).exists() else {}
-        record = {
-            "command": self.command,
-            "argv": sys.argv,
-            "cwd": os.getcwd(),
-            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
-            "versions": package_versions(),
-            "hardware": hardware(),
-            **existing,
-            **{k: v for k, v in extra.items() if v is not None},
-        }
+        """Add ``extra`` facts to provenance.json. The first process's facts stay as they were; each
+        resume appends one entry (when, argv, versions, hardware, then its own data, backend...)."""
+        existing = _read_record(self.file(PROVENANCE_FILE))
+        extra = {k: v for k, v in extra.items() if v is not None}
+        facts = {"argv": sys.argv, "cwd": os.getcwd(),
+                 "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
+                 "versions": package_versions(), "hardware": hardware()}
+        if self.resumed and existing:
+            resumes = list(existing.get("resumes") or [])
+            if self._resume_entry is None:
+                resumes.append(facts)
+                self._resume_entry = len(resumes) - 1
+            resumes[self._resume_entry] = {**resumes[self._resume_entry], **extra}
+            record = {**existing, "resumes": resumes}
+        else:
+            record = {"command": self.command, **facts, **existing, **extra}
         self.write_json(PROVENANCE_FILE, record)
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A JSON record of the run, or {} when it is missing or damaged (it is rewritten whole)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}

@@ -5,6 +5,7 @@ killed process never leaves a truncated file; and the JSON reader that names a d
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -37,6 +38,42 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def no_space(exc: BaseException | None) -> OSError | None:
+    """The "disk full" (ENOSPC, or EDQUOT: over quota) error behind ``exc``, also when a library
+    wrapped it (``raise ... from``), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ if exc.__cause__ is not None else None if exc.__suppress_context__ else exc.__context__
+    return None
+
+
+def no_space_message(error: OSError, where: str | os.PathLike) -> str:
+    """One line for a full disk: the file it stopped at (``where`` when the error names none)."""
+    return f"no space left on device ({error.filename or where}); free space and run again"
+
+
+def update_json_in_place(path: Path, update: dict[str, Any]) -> bool:
+    """Update the small JSON file ``path`` where it lies, in the blocks it already has: for a
+    status on a full disk, where not even a temporary beside it fits. Not atomic (one write of a
+    few hundred bytes), so only for a record that would otherwise stay wrong. False if it failed."""
+    try:
+        data = (json.dumps({**read_json(path), **update}, indent=2, default=_jsonable) + "\n").encode()
+        if len(data) > os.stat(path).st_blocks * 512:  # it would need a new block: there is none
+            return False
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            written = os.pwrite(fd, data, 0)
+            os.ftruncate(fd, written)
+        finally:
+            os.close(fd)
+        return written == len(data)
+    except (OSError, RunError):
+        return False
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

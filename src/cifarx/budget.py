@@ -50,19 +50,14 @@ def plan_epochs(*, budget: float, elapsed: float, step: float, compile_: float, 
                       capped=fit > max_epochs, short=fit < min_epochs)
 
 
-_first_job = True
-
-
 def job_started() -> float:
-    """When this job's clock started: the process start for the first job of a process (a plain
-    `cifarx train` is measured from the moment cifarx started), now for later sweep jobs."""
-    global _first_job
-    import cifarx
+    """When this job's clock started: for the first job of a command, when the command started
+    (cli.main: a plain `cifarx train` counts its start-up); for later sweep jobs, and for callers
+    that use cifarx as a library, now. (Never the package's import: a notebook may have imported it
+    an hour ago.)"""
+    from cifarx.runtime import COMMAND_STARTED
 
-    if _first_job:
-        _first_job = False
-        return cifarx.STARTED
-    return time.monotonic()
+    return COMMAND_STARTED.pop() if COMMAND_STARTED else time.monotonic()
 
 
 def _epoch_clock():

@@ -57,6 +57,9 @@ def build_pipeline(cfg):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from cifarx.instantiate import check_tree
+
+    check_tree(cfg.clf.estimator, "clf.estimator")  # before anything is called: only scikit-learn estimators
     try:
         estimator = instantiate(cfg.clf.estimator)
     except Exception as exc:
@@ -82,10 +85,15 @@ def _signing_key() -> bytes:
         home.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
         except FileExistsError:
             pass  # another process made it first
+        else:
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(secrets.token_bytes(32))
+            except BaseException:  # a full disk: never an empty key that would sign everything
+                key_file.unlink(missing_ok=True)
+                raise
     return key_file.read_bytes()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Sequence
 
 from cifarx import __version__
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
@@ -65,9 +67,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return int(load(command.target)(rest) or 0)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cifarx.runtime import INVOCATIONS
+    from cifarx.runtime import COMMAND_STARTED, INVOCATIONS
 
     INVOCATIONS[0] += 1
+    COMMAND_STARTED[:] = [started]
     inspecting = any(a in _INSPECT_FLAGS for a in rest)
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
@@ -78,6 +81,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if problem:
             return fail(name, problem)
         rest = resuming.continue_in_place(rest, resume[-1])
+    run_dir = None
+    if not inspecting and multirun:  # every value of every swept key, before Hydra makes the sweep's folder
+        from cifarx.preflight import preflight_sweep
+
+        message = preflight_sweep(name, split_overrides(rest))
+        if message:
+            return fail(name, message)
     if not inspecting and not multirun:
         message = preflight(name, split_overrides(rest))
         if message:
@@ -95,10 +105,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     import hydra
 
     from cifarx.config import config_dir
+    from cifarx.hydra_full_disk import NoSpace, full_disk_past_hydra, no_space_before_task
 
     sys.argv = [f"cifarx {name}", *rest]
     try:
-        hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+        with full_disk_past_hydra():
+            hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    except NoSpace as full:  # Hydra's own writes (the run directory, .hydra/, the log) met a full disk
+        return fail(name, no_space_before_task(name, full, run_dir, own=not inspecting and not multirun,
+                                               sweep=multirun and not inspecting))
     except KeyboardInterrupt:
         if not multirun:
             raise

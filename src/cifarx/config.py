@@ -132,6 +132,7 @@ class TrainConfig:
     seed: int = 42
     experiment_name: Optional[str] = None
     resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
+    resume_new_data: bool = False  # let resume= go on although the data's content changed (provenance keeps both)
     objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
     tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
     logger: LoggerConfig = field(default_factory=LoggerConfig)

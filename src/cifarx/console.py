@@ -49,6 +49,18 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
+class RunLogHandler(logging.FileHandler):
+    """The run's log file (``<run>/<command>.log``, Hydra's job logging uses it). A line the disk
+    has no room for is left out of the file (the console shows it, and the run reports the full
+    disk in one line) rather than logging's traceback on stderr for every line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from cifarx.atomic_io import no_space
+
+        if no_space(sys.exc_info()[1]) is None:
+            super().handleError(record)
+
+
 def console() -> Console:
     # Tables go to stdout; when it is not a terminal rich prints them without colour.
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)

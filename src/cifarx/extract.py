@@ -2,7 +2,8 @@
 
 Preprocessing lives inside the saved model, so features see exactly the training-time input
 pipeline; augmentation layers are inactive at inference. Features are written batch by batch
-into memory-mapped ``.npy`` files (renamed into place when complete), so memory stays bounded.
+into ``.npy`` files whose space is reserved first (renamed into place when complete), so memory
+stays bounded and a full disk is reported before the work.
 """
 
 from __future__ import annotations
@@ -44,16 +45,34 @@ def write_features(extractor, x: np.ndarray, path: Path, batch_size: int, label:
     n = len(x)
     first = np.asarray(extractor.predict_on_batch(x[:1]))
     shape = (n, int(np.prod(first.shape[1:])))
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        # Plain writes, never a memory map: a page of a mapped file the disk has no room for is a
+        # SIGBUS (no message, no cleanup); a write() says ENOSPC, which the run reports in one line.
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": shape})
+        _preallocate(out, out.tell() + shape[0] * shape[1] * 4, path)  # a full disk fails here, before the work
         start = time.perf_counter()
         for i in progress_steps(range(0, n, batch_size), f"extracting {label} (batches of {batch_size})"):
             feats = np.asarray(extractor.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
-            out[i:i + len(feats)] = feats.reshape(len(feats), -1)
-        out.flush()
-        del out
+            if feats.size != len(feats) * shape[1]:
+                raise RunError(f"layer output changed size between batches ({feats.shape[1:]} vs {first.shape[1:]})")
+            out.write(np.ascontiguousarray(feats.reshape(len(feats), -1)).data)
     log.info("%s: %d x %d features in %.1fs", label, *shape, time.perf_counter() - start)
     return shape
+
+
+def _preallocate(f, size: int, name: Path) -> None:
+    """Reserve ``size`` bytes for ``f`` (ENOSPC now rather than after minutes of work), reported as
+    ``name``'s error; where the file system cannot reserve, the writes still report a full disk."""
+    import errno
+    import os
+
+    f.flush()
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise OSError(exc.errno, exc.strerror, str(name)) from None
 
 
 def _source(cfg):

@@ -6,6 +6,10 @@ onto it first, so a wrong type or an unknown key fails in one line naming the gr
 (``model.width='abc' ...``), and the range checks in its ``__post_init__`` run when the object is
 made: at pre-flight, before any run directory exists. Any other target (a Keras optimizer) is
 checked against its signature first, then built by ``hydra.utils.instantiate``.
+
+A config is data, not code, wherever it was read from (a run directory's ``config.yaml`` may have
+been copied from anyone): every ``_target_`` must resolve to a class of its group's allowed kind
+(:data:`ALLOWED`) before anything is called, and no argument may name another ``_target_``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,67 @@ import inspect
 import logging
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifarx.errors import CifarxError, ConfigError, one_line
 
 RESERVED = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+
+def _architecture(obj) -> bool:
+    from cifarx.models.architecture import Architecture
+
+    return isinstance(obj, type) and issubclass(obj, Architecture)
+
+
+def _schedule(obj) -> bool:
+    from cifarx.schedules import Schedule
+
+    return isinstance(obj, type) and issubclass(obj, Schedule)
+
+
+def _keras_optimizer(obj) -> bool:
+    from cifarx.runtime import import_keras_quietly
+
+    keras = import_keras_quietly()  # quiet: TensorFlow's start-up lines stay off the terminal
+    return isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)
+
+
+def _sklearn_estimator(obj) -> bool:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import make_pipeline, make_union
+
+    return (isinstance(obj, type) and issubclass(obj, BaseEstimator)) or obj in (make_pipeline, make_union)
+
+
+# What each group may build: (description for the refusal, check of the imported object).
+ALLOWED = {
+    "model": ("a cifarx Architecture class (cifarx.models.architecture.Architecture)", _architecture),
+    "schedule": ("a cifarx schedule class (cifarx.schedules.Schedule)", _schedule),
+    "optimizer": ("a Keras optimizer class (e.g. keras.optimizers.Adam)", _keras_optimizer),
+    "clf": ("a scikit-learn estimator class (or sklearn.pipeline.make_pipeline of them)", _sklearn_estimator),
+}
+
+
+def nested_targets(node, where: str) -> list[tuple[str, Any]]:
+    """Every ``(key path, _target_)`` inside ``node``'s arguments (lists included), depth first."""
+    found = []
+    items = (node.items() if isinstance(node, (DictConfig, dict))
+             else enumerate(node) if isinstance(node, (ListConfig, list, tuple)) else ())
+    for key, value in items:
+        if isinstance(value, (DictConfig, dict)) and value.get("_target_") is not None:
+            found.append((f"{where}.{key}", value.get("_target_")))
+        if isinstance(value, (DictConfig, dict, ListConfig, list, tuple)):
+            found += nested_targets(value, f"{where}.{key}")
+    return found
+
+
+def require_allowed(obj, target: str, group: str) -> None:
+    """ConfigError unless ``obj`` (what ``group``'s ``_target_`` names) is of the group's allowed kind."""
+    kind = group.split(".")[0]
+    if kind in ALLOWED and not ALLOWED[kind][1](obj):
+        raise ConfigError(f"{group}._target_={target!r} is not {ALLOWED[kind][0]}; cifarx calls nothing else "
+                          "from a config (a config is data, not code)")
 
 
 def target_of(node, group: str):
@@ -33,12 +93,21 @@ def target_of(node, group: str):
     quiet = logging.getLogger("hydra.utils")  # get_object logs its failure over several lines first
     level, quiet.level = quiet.level, logging.CRITICAL
     try:
-        return get_object(str(target))
+        obj = get_object(str(target))
     except Exception as exc:
         raise ConfigError(f"{group}._target_={target!r} cannot be imported "
                           f"({one_line(str(exc)) or type(exc).__name__})") from exc
     finally:
         quiet.level = level
+    require_allowed(obj, str(target), group)
+    return obj
+
+
+def check_tree(node, group: str) -> None:
+    """Check ``group``'s ``_target_`` and every nested one (e.g. a pipeline's steps) before any is called."""
+    target_of(node, group)
+    for where, target in nested_targets(node, group):
+        target_of({"_target_": target}, where)
 
 
 def arguments(node) -> dict[str, Any]:
@@ -56,9 +125,15 @@ def accepted(target) -> list[str]:
 
 
 def check_arguments(node, group: str, runtime: tuple[str, ...] = ()) -> type:
-    """Refuse a key the target does not take; returns the target. ``runtime`` names arguments the
-    caller supplies when it builds the object (they may also be set in the YAML)."""
+    """Refuse a key the target does not take, or an argument that names a ``_target_`` of its own
+    (Hydra would build it: nothing but the group's own class is built); returns the target.
+    ``runtime`` names arguments the caller supplies when it builds the object (they may also be set
+    in the YAML)."""
     target = target_of(node, group)
+    inner = nested_targets(arguments(node), group)
+    if inner:
+        raise ConfigError(f"{inner[0][0]}._target_={inner[0][1]!r}: an argument of {group} cannot build an object; "
+                          "cifarx builds only the group's own class (a config is data, not code)")
     names = accepted(target)
     for key in arguments(node):
         if key not in names and key not in runtime:

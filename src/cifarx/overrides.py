@@ -36,6 +36,16 @@ def hydra_quote(value: str) -> str:
 
 
 def unquote(value: str) -> str:
+    """An override's value as Hydra reads it: quotes removed and escapes undone
+    (``'it\\'s'`` is ``it's``), so the path cifarx uses is the one Hydra uses."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"key={value}").value()
+    except Exception:
+        parsed = None
+    if isinstance(parsed, str):
+        return parsed
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value

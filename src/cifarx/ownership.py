@@ -3,6 +3,7 @@ run (or a run it is resuming), locked so no other process writes there at the sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -55,8 +56,19 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     found = foreign()
     if found:
         raise refuse(found)
-    path.mkdir(parents=True, exist_ok=True)
-    lock_run_dir(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(path)
+    except OSError as exc:  # a full disk: no room for the folder or its lock file
+        from cifarx.atomic_io import no_space, no_space_message
+
+        full = no_space(exc)
+        if full is None:
+            raise
+        # What is there was made for this run: Hydra's files for this job (a folder holding
+        # nothing else is one Hydra made for it), or nothing (a folder this call made).
+        discard_unstarted(path, job_name, made=not existed or job_name is not None)
+        raise RunError(no_space_message(full, path)) from exc
     _CLAIMED[path] = existed
     found = foreign()  # another process may have written between the check and the lock
     if found:
@@ -70,3 +82,21 @@ def release_run_dir(path: str | os.PathLike) -> None:
     path = Path(path).resolve()
     _CLAIMED.pop(path, None)
     unlock_run_dir(path)
+
+
+def discard_unstarted(path: str | os.PathLike, job_name: str | None, made: bool) -> None:
+    """Remove what Hydra and the claim wrote into ``path`` for a run that never began (a full
+    disk stopped it first): Hydra's files for ``job_name``, the lock, ``.hydra/`` and, when this
+    invocation ``made`` it, the folder, each only if empty. A folder where a cifarx run began
+    (it has a status) is left exactly as it is."""
+    from cifarx.artifacts import LOCK_FILE, STATUS_FILE
+
+    path = Path(path).resolve()
+    if not path.is_dir() or (path / STATUS_FILE).exists():
+        return
+    for file in (*(hydra_files(path, job_name) if job_name else ()), path / LOCK_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+    for folder in (path / ".hydra", *((path,) if made else ())):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: anything else in it was not ours

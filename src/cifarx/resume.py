@@ -15,8 +15,9 @@ from cifarx.overrides import hydra_quote, unquote
 log = logging.getLogger("cifarx")
 
 RESUMABLE = ("interrupted", "failed", "completed", "running")  # statuses a run can be resumed from
-# What `resume=` may change: the length of the run (to finish or extend it), and Hydra's own keys.
-RESUME_OVERRIDES = ("trainer.epochs",)
+# What `resume=` may change: the length of the run (to finish or extend it), whether it may go on
+# with data whose content changed, and Hydra's own keys.
+RESUME_OVERRIDES = ("trainer.epochs", "resume_new_data")
 
 
 def problem(overrides: list[str], multirun: bool) -> str | None:
@@ -32,45 +33,109 @@ def problem(overrides: list[str], multirun: bool) -> str | None:
 
 def continue_in_place(args: list[str], resume: str) -> list[str]:
     """Hydra's arguments for continuing run ``resume`` in its own directory; Hydra's copy of this
-    invocation goes beside its own. The path is taken verbatim (any name: '=', ',', spaces) and
-    handed to Hydra quoted."""
+    invocation goes beside its own. The path is read as Hydra reads a value (quotes and escapes
+    removed, any name: '=', ',', spaces, quotes) and handed to Hydra quoted."""
     run_path = str(Path(unquote(resume)).expanduser().resolve())
     kept = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
     return kept + [f"resume={hydra_quote(run_path)}", f"hydra.run.dir={hydra_quote(run_path)}",
                    "hydra.output_subdir=.hydra/resume"]
 
 
-def resume_config(cfg: DictConfig) -> DictConfig:
-    """The interrupted run's own config, with only ``trainer.epochs`` taken from the command line."""
-    from hydra.core.hydra_config import HydraConfig
+def planned_epochs(cfg) -> int:
+    """Every epoch a train config plans: the first stage's and a fine-tuning stage's."""
+    finetune = cfg.model.get("finetune")
+    return int(cfg.trainer.epochs) + (int(finetune.epochs) if finetune is not None and finetune.blocks > 0 else 0)
 
+
+def held_epochs(run_dir: Path) -> int:
+    """The epochs the run's ``last.keras`` holds (0: killed before its first checkpoint)."""
     from cifarx.artifacts import reconcile_history
 
-    run_dir = Path(str(cfg.resume)).expanduser().resolve()
-    saved = upgrade(OmegaConf.load(run_dir / "config.yaml"))
-    try:  # a run saved by an older cifarx lacks newer keys: they take their defaults (tracking off, no budget)
-        from cifarx.config import TrainConfig
+    return reconcile_history(run_dir, write=False) if (run_dir / "last.keras").exists() else 0
 
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The run's own config, with only the RESUME_OVERRIDES among ``overrides`` taken from the
+    command line, checked as a new run's would be (its ``_target_``s included: a config read from a
+    run directory is data, not code) and against the run: its length, and the data it started on.
+
+    Reads, never writes: a refused resume leaves the run exactly as it was."""
+    from cifarx.config import TrainConfig
+    from cifarx.run_layout import CONFIG_FILE, STATUS_FILE
+    from cifarx.validate import validate_train_config
+
+    run_dir = Path(str(cfg.resume)).expanduser().resolve()
+    saved = upgrade(OmegaConf.load(run_dir / CONFIG_FILE))
+    try:  # a run saved by an older cifarx lacks newer keys: they take their defaults (tracking off, no budget)
         saved = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
     except Exception as exc:
-        log.warning("the saved config of %s does not match today's schema (%s); resuming with it as saved",
-                    run_dir, one_line(str(exc))[:200])
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        raise ConfigError(f"the saved config of run {run_dir} does not fit cifarx's schema "
+                          f"({one_line(str(exc))[:200]}); it cannot be resumed") from exc
+    saved.resume_new_data = False  # an allowance is for the resume that asks for it, not every later one
     for item in overrides:
-        if item.startswith("trainer.epochs="):
-            saved.trainer.epochs = int(item.split("=", 1)[1])
+        key, _, value = item.partition("=")
+        if key == "trainer.epochs":
+            saved.trainer.epochs = _int(value, key)
+        elif key == "resume_new_data":
+            saved.resume_new_data = value.strip().lower() in ("true", "1", "yes")
     saved.resume = str(run_dir)
-    done = reconcile_history(run_dir, write=False)  # the epochs last.keras holds
-    planned = int(OmegaConf.load(run_dir / "config.yaml").trainer.epochs)
+    validate_train_config(saved)
+    done, total = held_epochs(run_dir), planned_epochs(saved)
+    planned = int(OmegaConf.load(run_dir / CONFIG_FILE).trainer.epochs)
     from cifarx.instantiate import instantiate
 
-    if instantiate(saved.schedule, "schedule").fixed_length and int(saved.trainer.epochs) > planned:
+    fixed = instantiate(saved.schedule, "schedule").fixed_length
+    if fixed and int(saved.trainer.epochs) > planned:
         raise ConfigError(f"schedule={saved.schedule.get('name')} of run {run_dir} ends at its {planned} epochs; "
                           f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
                           "(start a new run with more epochs)")
-    if done >= int(saved.trainer.epochs):
-        raise ConfigError(f"run {run_dir} already has {done} epochs; pass trainer.epochs > {done} to extend it")
+    status = _status(run_dir / STATUS_FILE)
+    if done >= total and status == "completed":
+        raise ConfigError(f"run {run_dir} is complete ({done} epochs); " + (
+            "its schedule ends there: start a new run with more epochs" if fixed
+            else f"pass trainer.epochs > {int(saved.trainer.epochs)} to extend it"))
+    check_data(saved, run_dir)
     return saved
+
+
+def _int(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} must be an integer") from None
+
+
+def _status(path: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_data(saved: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume on data whose content differs from what the run started on, unless
+    ``resume_new_data=true`` (then provenance records both)."""
+    import json
+
+    from cifarx.data import load_raw
+    from cifarx.errors import DataError
+    from cifarx.run_layout import PROVENANCE_FILE
+
+    try:  # the data it trained on last: the first process's, or a later resume's
+        record = json.loads((run_dir / PROVENANCE_FILE).read_text())
+        hashes = [(part.get("data") or {}).get("sha256") for part in [record, *(record.get("resumes") or [])]]
+        recorded = [h for h in hashes if h][-1] if any(hashes) else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        recorded = None
+    if not recorded:  # stopped before it loaded its data: nothing to compare with
+        return
+    _, info = load_raw(saved.data.root, saved.data.cache_dir, str(saved.data.get("other_sizes") or "refuse"))
+    if info["sha256"] != recorded and not saved.get("resume_new_data"):
+        raise DataError(f"the data changed since run {run_dir} started: it trained on sha256 {recorded}, "
+                        f"data.root={saved.data.root} now holds sha256 {info['sha256']}; restore that data, or "
+                        "pass resume_new_data=true to go on with the new data (provenance records both)")
 
 
 def upgrade(saved: DictConfig) -> DictConfig:

@@ -60,11 +60,13 @@ def require_run(path: str | os.PathLike, kind: str, needs: tuple[str, ...] = (),
     if state == "running" and "running" not in statuses:
         raise RunError(f"run '{path}' is still running{_holder(run)}; wait for it to finish")
     if state == STOPPED and "running" not in statuses:
-        hint = f"; resume with: {resume_hint(run)}" if kind == "train" and (run / "last.keras").exists() else ""
+        hint = f"; finish it with: {resume_hint(run)}" if kind == "train" else ""
         raise RunError(f"run '{path}' stopped without finishing (process gone){hint}")
     if record.get("status") not in statuses:
+        finish = kind == "train" and record.get("status") in ("interrupted", "failed")
         raise RunError(f"run '{path}' is {record.get('status')}, not {' or '.join(statuses)}"
-                       + (f" ({record['error']})" if record.get("error") else ""))
+                       + (f" ({record['error']})" if record.get("error") else "")
+                       + (f"; finish it with: {resume_hint(run)}" if finish else ""))
     for name in needs:
         if not (run / name).exists():
             raise RunError(f"run '{path}' has no {name}")

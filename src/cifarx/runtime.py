@@ -4,7 +4,6 @@ refused run made), and turning user errors into one line and an exit code."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -39,6 +38,7 @@ def register_resolvers() -> None:
 
 
 INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
+COMMAND_STARTED: list[float] = []  # time.monotonic() when cli.main started the current command (the budget's clock)
 
 
 def run_dir_suffix() -> str:
@@ -84,8 +84,11 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def _no_space(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+def _no_space(exc: BaseException) -> OSError | None:
+    """The full-disk error behind ``exc`` (a library may wrap it), or None."""
+    from cifarx.atomic_io import no_space
+
+    return no_space(exc)
 
 
 def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,
@@ -138,7 +141,8 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         if resuming:
             from cifarx.resume import resume_config
 
-            cfg = resume_config(cfg)
+            cfg = resume_config(cfg, _task_overrides())
+            run.resumed = True  # provenance keeps the first process's facts and appends this one's
         store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
         run.begin(cfg)
         run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
@@ -157,20 +161,39 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
             run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
         return refuse(message)
     except KeyboardInterrupt:
+        if resuming and not run.begun:  # stopped before it continued: the run stays exactly as it was
+            print(f"cifarx {command}: interrupted before resuming; {run.path} is unchanged", file=sys.stderr)
+            sys.exit(130)
         _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
         tracking.end_for(run, "KILLED", cfg)
         if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
             raise
-        hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() else ""
+        hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.begun else ""
         print(f"cifarx {command}: interrupted; partial results in {run.path}{hint}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        if _no_space(exc):
-            hint = f"; free space, then {resume_hint(run.path)}" if command == "train" and run.file("last.keras").exists() \
+        if resuming and not run.begun:  # a bug, not the run's fault: it stays exactly as it was
+            raise
+        full = _no_space(exc)
+        if full:
+            keep = run.has_results or multirun or resuming  # else nothing of value: the run goes
+            hint = f"; free space, then {resume_hint(run.path)}" if command == "train" and run.begun and keep \
                 else "; free space and run again"
-            message = f"no space left on device ({getattr(exc, 'filename', None) or run.path}){hint}"
-            _record(run, "failed", error=message)
-            tracking.end_for(run, "FAILED", cfg)
+            message = f"no space left on device ({full.filename or run.path}){hint}"
+            if keep:
+                try:
+                    run.set_status("failed", error=message)
+                except (CifarxError, OSError):  # not even room for its temporary: in the old one's place
+                    from cifarx.artifacts import STATUS_FILE, _now
+                    from cifarx.atomic_io import update_json_in_place
+
+                    if not update_json_in_place(run.file(STATUS_FILE), {"status": "failed", "error": message,
+                                                                        "updated": _now(), "pid": os.getpid()}):
+                        message += f"; {STATUS_FILE} could not be updated"
+                tracking.end_for(run, "FAILED", cfg)
+            else:  # as a refused run goes (and frees the space it took)
+                tracking.end_for(run, "FAILED", cfg, discard=True)
+                run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
             return refuse(message)
         _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
         tracking.end_for(run, "FAILED", cfg)
@@ -186,6 +209,13 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         return result
     key = cfg.get("objective")
     return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+
+
+def _task_overrides() -> list[str]:
+    """This job's overrides as given on the command line (none outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _job_line(command: str, run, result: dict) -> None:

@@ -69,12 +69,28 @@ class Step(Schedule):
     def learning_rate(self, peak, steps_per_epoch, epochs):
         import keras
 
+        self._say_unreached(int(epochs))
         if not self.boundaries:
             return self._warm(float(peak) * float(self.factors[0]), steps_per_epoch)
         step = keras.optimizers.schedules.PiecewiseConstantDecay(
             boundaries=[int(b) * steps_per_epoch for b in self.boundaries],
             values=[float(peak) * float(f) for f in self.factors])
         return self._warm(step, steps_per_epoch)
+
+
+    def _say_unreached(self, epochs: int) -> None:
+        """A short try-out of a long recipe is allowed, but its rate never changing is said (in the run's log)."""
+        unreached = [int(b) for b in self.boundaries if b >= epochs]
+        if not unreached:
+            return
+        import logging
+
+        reached = len(self.boundaries) - len(unreached)
+        logging.getLogger("cifarx").warning(
+            "schedule.boundaries %s: %s past trainer.epochs=%d, so the rate stays %gx optimizer.learning_rate from "
+            "epoch %d on (set schedule.boundaries=[...] or schedule=constant)", list(self.boundaries),
+            "all lie" if not reached else f"{len(unreached)} lie", epochs, float(self.factors[reached]),
+            int(self.boundaries[reached - 1]) + 1 if reached else 1)
 
 
 @dataclass

@@ -11,8 +11,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from cifarx.artifacts import RunDir, read_history, reconcile_history
-from cifarx.backend import configure_backend, distribution_scope, eval_batch_size
+from cifarx.backend import check_batches, configure_backend, distribution_scope, eval_batch_size
 from cifarx.errors import TrainingDiverged
+from cifarx.resume import planned_epochs
 
 log = logging.getLogger("cifarx")
 
@@ -98,10 +99,10 @@ def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, st
     state when resuming; writes model_summary.txt."""
     from cifarx.models import load_model
 
-    if resuming:
+    if resuming and run.file("last.keras").exists():
         with scope():
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
-    else:
+    else:  # a new run, or one killed before its first checkpoint: it starts from epoch 0 in place
         model = _new_model(cfg, data, scope, steps, steps_per_execution)
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
@@ -110,22 +111,25 @@ def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, st
 
 
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
-              history: dict, monitor: str) -> tuple[dict, dict, list[float]]:
-    """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate."""
+              history: dict, monitor: str | None, already: int = 0) -> tuple[dict, dict, list[float]]:
+    """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate.
+    ``already``: its epochs a resumed run's last.keras holds (the model is then stage 2's as saved:
+    unfrozen, with its optimizer's state)."""
     from cifarx.models.vgg import unfreeze_top_blocks
     from cifarx.optim import build_optimizer
     from cifarx.schedules import Constant
 
     finetune = cfg.model.finetune
     opened = unfreeze_top_blocks(model, int(finetune.blocks))
-    with scope():
-        _compile(model, build_optimizer(cfg.optimizer, Constant(), steps, int(finetune.epochs),
-                                        base_lr=float(finetune.learning_rate)), cfg, steps_per_execution)
+    if not already:
+        with scope():
+            _compile(model, build_optimizer(cfg.optimizer, Constant(), steps, int(finetune.epochs),
+                                            base_lr=float(finetune.learning_rate)), cfg, steps_per_execution)
     trainable = _count(model.trainable_weights)
     log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
              len(opened), f"{trainable:,}", finetune.learning_rate)
-    done = len(history["loss"])
-    part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, done + int(finetune.epochs), monitor)
+    done, end = len(history.get("loss", [])), int(cfg.trainer.epochs) + int(finetune.epochs)
+    part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, end, monitor) if done < end else ({}, [])
     stage = {"stage": 2, "epochs": int(finetune.epochs), "trainable_params": trainable,
              "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)}
     return stage, part, seconds
@@ -169,12 +173,14 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     batch = int(cfg.trainer.batch_size)
     steps = math.ceil(len(data.y_train) / batch)
     budget = None
-    if cfg.trainer.get("time_budget") is not None and not resuming:  # a resumed run keeps the epochs it chose
+    checkpointed = resuming and run.file("last.keras").exists()
+    if cfg.trainer.get("time_budget") is not None and not checkpointed:  # a resumed run keeps the epochs it chose
         from cifarx.budget import fit_to_budget
 
         budget = fit_to_budget(cfg, run, data, lambda: _new_model(cfg, data, scope, steps, steps_per_execution), started)
     epochs = int(cfg.trainer.epochs)
-    model = _prepare_model(cfg, run, data, scope, resuming, steps, steps_per_execution)
+    model = _prepare_model(cfg, run, data, scope, checkpointed, steps, steps_per_execution)
+    check_batches(model, cfg.trainer, len(data.y_train), max(len(y) for _, y in data.splits().values()))
     params, trainable = int(model.count_params()), _count(model.trainable_weights)
     rule = preprocessing_rule(cfg.model, cfg.data)
     if rule == "imagenet" and str(cfg.data.normalize) != "none":
@@ -183,14 +189,17 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     log.info("model: %s, %s parameters (%s trainable), preprocessing %s%s", cfg.model.name,
              f"{params:,}", f"{trainable:,}", rule, ", augmentation on" if cfg.data.augment.enabled else "")
 
-    monitor = "val_accuracy" if len(data.y_val) else "accuracy"
+    monitor = "val_accuracy" if len(data.y_val) else None  # no validation split: no best.keras, the last is scored
     if resuming:
         reconcile_history(run.path)  # drop history rows past what last.keras holds (a kill between)
-    history = read_history(run.file("history.csv")) if resuming else {}
+    history = read_history(run.file("history.csv")) if checkpointed else {}
     done = len(history.get("loss", []))
-    if resuming:
-        log.info("resuming %s at epoch %d of %d", run.path, done + 1, epochs)
-    past = history.get(monitor, [])
+    total = planned_epochs(cfg)
+    if resuming and done < total:
+        log.info("resuming %s at epoch %d of %d", run.path, done + 1, total)
+    elif resuming:
+        log.info("resuming %s: its %d epochs are trained; evaluating", run.path, done)
+    past = history.get(monitor, []) if monitor else []
     checkpoint = AtomicCheckpoint(run, monitor=monitor, initial_best=max(past) if past else None,
                                   every=int(cfg.trainer.checkpoint_every))
     if past:
@@ -198,21 +207,27 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
 
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
-    part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
-    _merge(history, part)
-    epoch_seconds = list(seconds)
+    epoch_seconds: list[float] = []
+    if done < epochs:
+        part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
+        _merge(history, part)
+        epoch_seconds += seconds
     if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:  # VGG's second stage
         stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
-                                         history, monitor)
+                                         history, monitor, already=max(0, done - epochs))
         stages.append(stage)
         _merge(history, part)
         epoch_seconds += seconds
+    if done >= total and model.optimizer is not None:  # killed after its last checkpoint: fit's own ending
+        model.optimizer.finalize_variable_values(model.trainable_weights)  # (an EMA's average goes in)
 
     train_seconds = time.perf_counter() - start
     evaluated = str(cfg.trainer.evaluate)
-    if evaluated == "best" and run.file("best.keras").exists():
+    if evaluated == "best" and monitor and run.file("best.keras").exists():
         model = load_model(run.file("best.keras"))
     else:
+        if evaluated == "best" and not monitor:
+            log.info("trainer.evaluate=best means last here: without a validation split there is no best to choose")
         evaluated = "last"
     run.save_model("model.keras", model)
     mean_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0

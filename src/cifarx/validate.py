@@ -6,6 +6,7 @@ bad value. A group that builds an object (model, schedule) checks its own ranges
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -101,6 +102,9 @@ EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
 
 
 def validate_classic(cfg: DictConfig) -> None:
+    from cifarx.instantiate import check_tree
+
+    check_tree(cfg.clf.estimator, "clf.estimator")
     require(not OmegaConf.is_missing(cfg, "features"), f"no features given: {EXTRACT_FIRST}")
     require(cfg.pca is None or cfg.pca > 0, f"pca={cfg.pca} must be a positive number of components or null")
     require(cfg.max_train is None or cfg.max_train > 0, f"max_train={cfg.max_train} must be positive or null")
@@ -127,7 +131,8 @@ def _validate_trainer(t) -> None:
             f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
     for key in ("threads", "inter_op_threads", "cpu_devices", "eval_batch_size"):
         require(t[key] is None or t[key] > 0, f"trainer.{key}={t[key]} must be positive or null")
-    require(t.time_budget is None or t.time_budget > 0, f"trainer.time_budget={t.time_budget} must be > 0 seconds or null")
+    require(t.time_budget is None or 0 < t.time_budget < math.inf,
+            f"trainer.time_budget={t.time_budget} must be a finite number of seconds > 0, or null (no budget)")
     for key in ("steps_per_execution", "budget_probe_steps", "checkpoint_every"):
         require(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
     require(0 <= t.time_budget_reserve < 1, f"trainer.time_budget_reserve={t.time_budget_reserve} must be in [0, 1)")
@@ -153,20 +158,34 @@ def check_optimizer(opt_cfg) -> None:
 
 
 def validate_train(cfg: DictConfig) -> None:
-    """The trainer's ranges, the data, and the objects the model, optimizer and schedule groups
-    build (each checks its own ranges), then what they need of each other."""
-    from cifarx.instantiate import instantiate
-
+    """A new run's config; with ``resume=``, that the run exists and can be resumed (its own saved
+    config is checked by cifarx.resume.resume_config, not today's defaults)."""
     if cfg.get("resume") is not None:
-        from cifarx.artifacts import require_run
+        from cifarx.artifacts import check_keras_file, require_run
         from cifarx.resume import RESUMABLE
 
-        require_run(cfg.resume, "train", needs=("last.keras", "history.csv"), statuses=RESUMABLE)
+        run = require_run(cfg.resume, "train", statuses=RESUMABLE)
+        if (run / "last.keras").exists():
+            check_keras_file(run / "last.keras", f"'{run / 'last.keras'}'")
+        return
+    validate_train_config(cfg)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """The trainer's ranges, the data, and the objects the model, optimizer and schedule groups
+    build (each checks its own ranges and is of its group's allowed kind), then what they need of
+    each other."""
+    from cifarx.instantiate import instantiate
+
     _validate_trainer(cfg.trainer)
     validate_data(cfg.data)
     architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
     architecture.check_run(cfg)
     schedule.check_run(cfg)
+    if cfg.data.val_fraction == 0:  # no validation split: nothing to choose a checkpoint or stop by
+        require(not cfg.trainer.early_stopping,
+                f"trainer.early_stopping={cfg.trainer.early_stopping} needs a validation split (split=holdout or "
+                "data.val_fraction > 0): without one it would stop by training accuracy")
     if cfg.optimizer.get("use_ema"):
         require(cfg.trainer.evaluate == Checkpoint.last,
                 "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
