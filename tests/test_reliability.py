@@ -96,6 +96,7 @@ def test_sigterm_saves_state_and_says_how_to_resume(tmp_path, data):
             break
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130
+    assert "cuInit" not in "".join(lines) + rest  # no native CUDA error line on a machine without a GPU driver
     assert f"continue with: cifarx train resume={out}" in rest
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "interrupted"

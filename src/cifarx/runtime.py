@@ -65,6 +65,16 @@ def import_keras_quietly():
     try:
         os.dup2(devnull, 2)
         import keras
+
+        from cifarx.devices import machine_gpus
+
+        if keras.backend.backend() == "tensorflow" and not machine_gpus():
+            import tensorflow as tf
+
+            # With no NVIDIA driver, TensorFlow's GPU-capable wheel prints 'failed call to cuInit ...
+            # UNKNOWN ERROR (303)' from native code when it first lists devices: list them here, quietly
+            # (listing does not start the runtime: threads are still set by the trainer).
+            tf.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)
