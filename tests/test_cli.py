@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, write_batches_dir
 
 
 def test_help_lists_every_command_without_importing_tensorflow():
@@ -116,3 +116,21 @@ def test_a_config_passed_at_preflight_is_checked_again_anywhere_but_its_own_job(
     validate("data", cfg)  # the one job after pre-flight
     with pytest.raises(ConfigError, match="does not exist"):
         validate("data", cfg)  # a second command with the same config is checked again
+
+
+def test_tilde_and_home_expand_in_path_values(tmp_path):
+    """README commands write `data.root=~/...`: the shell leaves that '~' alone, cifarx expands it."""
+    home = tmp_path / "home"
+    write_batches_dir(home / "data")
+    result = run_cli(["data", "data.root=~/data/cifar-10-batches-py", "data.cache_dir=$HOME/cache",
+                      "hydra.run.dir=~/out"], cwd=tmp_path, env={"HOME": str(home)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (home / "out" / "status.json").exists() and (home / "cache").is_dir()
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("args", [["--data.root", "/x"], ["--data.root=/x"]])
+def test_argparse_habits_get_the_key_value_form(tmp_path, args):
+    result = run_cli(["train", *args], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cifarx takes key=value, not flags: data.root=/x" in result.stderr

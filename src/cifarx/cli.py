@@ -13,7 +13,13 @@ from typing import Callable, Sequence
 
 from cifarx import __version__
 from cifarx.commands import COMMANDS, load, usage
-from cifarx.overrides import explicit_run_dir, hydra_quote, split_overrides  # noqa: F401  (hydra_quote: public API)
+from cifarx.overrides import (  # noqa: F401  (hydra_quote: public API)
+    expand_paths,
+    explicit_run_dir,
+    flag_habit,
+    hydra_quote,
+    split_overrides,
+)
 from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
 from cifarx.runtime import register_resolvers
 
@@ -65,6 +71,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(None, f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
     if not command.hydra:
         return int(load(command.target)(rest) or 0)
+    habit = flag_habit(rest)
+    if habit:
+        return fail(name, habit)
+    rest = expand_paths(rest)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cifarx.runtime import COMMAND_STARTED, INVOCATIONS

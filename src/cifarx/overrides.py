@@ -88,3 +88,36 @@ def unparsable(overrides: list[str]) -> str | None:
             return (f"cannot parse the override {item}: values with spaces, non-ASCII letters or characters "
                     f"such as ( ) , = [ ] need quotes: \"{key}={hydra_quote(value)}\" (the outer quotes are for the shell)")
     return None
+
+
+# Keys whose values are paths: '~' and '$HOME' in them are expanded before Hydra reads them (the
+# shell leaves '~' alone after 'data.root=', and Hydra's grammar refuses it unquoted).
+PATH_KEYS = ("data.root", "data.cache_dir", "data_root", "run", "features", "source", "model_path", "resume",
+             "hydra.run.dir", "hydra.sweep.dir")
+# Hydra's own flags: any other '--word' is an argparse habit.
+HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p",
+               "--run", "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp",
+               "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
+def expand_paths(args: Sequence[str]) -> list[str]:
+    """``args`` with '~' and '$HOME' expanded in the values of PATH_KEYS overrides."""
+    out = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+") in PATH_KEYS and (value.startswith("~") or "$HOME" in value):
+            value = os.path.expanduser(value.replace("${HOME}", "$HOME").replace("$HOME", os.path.expanduser("~")))
+        out.append(f"{key}{eq}{value}")
+    return out
+
+
+def flag_habit(args: Sequence[str]) -> str | None:
+    """One line for an argparse habit (``--data.root X`` or ``--data.root=X``): cifarx takes key=value."""
+    for i, arg in enumerate(args):
+        if not arg.startswith("--") or arg.split("=", 1)[0] in HYDRA_FLAGS:
+            continue
+        key, eq, value = arg[2:].partition("=")
+        if not eq and i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
+            value = args[i + 1]
+        return f"cifarx takes key=value, not flags: {key}={value or 'VALUE'} (not {arg})"
+    return None
