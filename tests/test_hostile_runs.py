@@ -101,6 +101,12 @@ def _nested_optimizer_target(run: Path, tmp: Path) -> str:
     return "optimizer.learning_rate._target_='joblib.load': an argument of optimizer cannot build an object"
 
 
+def _positional_optimizer_target(run: Path, tmp: Path) -> str:
+    edit_config(run, lambda c: c["optimizer"].update(
+        _args_=[{"_target_": "pathlib.Path.touch", "_args_": [str(tmp / "PWNED")]}]))
+    return "optimizer._args_ is not allowed"
+
+
 def _complete(run: Path, tmp: Path) -> str:
     return "is complete (1 epochs); pass trainer.epochs > 1 to extend it"
 
@@ -125,6 +131,7 @@ REFUSED_RESUMES = {
     "joblib.load as the schedule": (_joblib_schedule, []),
     "os.system as the model": (_system_model, []),
     "a _target_ inside the optimizer": (_nested_optimizer_target, []),
+    "a _target_ among the optimizer's _args_": (_positional_optimizer_target, []),
     "a complete run, no more epochs": (_complete, []),
     "extending a fixed-length schedule": (_fixed_length_schedule, ["trainer.epochs=3"]),
     "a truncated last.keras": (_damaged_checkpoint, ["trainer.epochs=3"]),
@@ -200,8 +207,8 @@ def _kill_at(monkeypatch, instant: str) -> None:
         monkeypatch.setattr(cifarx.evaluate, "predict_proba", _interrupt)
     elif instant == "saving model.keras":
         save = RunDir.save_model
-        monkeypatch.setattr(RunDir, "save_model", lambda self, name, model, epochs=None: _interrupt()
-                            if name == "model.keras" else save(self, name, model, epochs))
+        monkeypatch.setattr(RunDir, "save_model", lambda self, name, model, **kw: _interrupt()
+                            if name == "model.keras" else save(self, name, model, **kw))
     elif instant == "writing the report":
         monkeypatch.setattr(cifarx.evaluate, "write_evaluation", _interrupt)
     elif instant == "writing metrics.json":
@@ -233,6 +240,26 @@ def test_a_run_killed_at_any_instant_finishes_like_an_uninterrupted_one(tmp_path
     assert (run / "confusion_matrix.csv").read_bytes() == (reference / "confusion_matrix.csv").read_bytes()
     with open(run / "history.csv") as f, open(reference / "history.csv") as g:
         assert list(csv.reader(f)) == list(csv.reader(g))
+
+
+@pytest.mark.parametrize("recipe", [
+    ("trainer.epochs=6", "trainer.early_stopping=1", "optimizer.learning_rate=0.05"),  # stops before its 6 epochs
+    ("trainer.epochs=2", "optimizer.use_ema=true", "trainer.evaluate=last"),  # the EMA's average goes in at the end
+], ids=["early stopping", "EMA"])
+def test_a_run_killed_after_training_finishes_like_an_uninterrupted_one(tmp_path, data, monkeypatch, recipe):
+    reference, straight = train(tmp_path, data, "reference", *recipe)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "trainer.early_stopping=1" not in recipe or metrics(reference)["epochs"] < 6  # it did stop early
+    with monkeypatch.context() as patch:
+        _kill_at(patch, "before scoring")
+        run, killed = train(tmp_path, data, "run", *recipe)
+    assert killed.returncode == 130 and status(run) == "interrupted"
+    finished = run_cli(["train", f"resume={run}"], cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "epochs are trained; evaluating" in finished.stderr
+    assert {k: metrics(run)[k] for k in SAME} == {k: metrics(reference)[k] for k in SAME}
+    again = run_cli(["train", f"resume={run}"], cwd=tmp_path)
+    assert again.returncode == 2 and "is complete" in again.stderr
 
 
 # -- resume checks the data it started on; provenance keeps every process --------------------------

@@ -138,7 +138,7 @@ class RunDir:
         plt.close(fig)
         return self.file(name)
 
-    def save_model(self, name: str, model, epochs: int | None = None) -> Path:
+    def save_model(self, name: str, model, epochs: int | None = None, stopped: bool = False) -> Path:
         """Save ``model`` atomically; ``epochs`` (the epochs its weights hold) is stored inside the
         same .keras archive, so the record and the weights can never disagree."""
         import zipfile
@@ -147,7 +147,7 @@ class RunDir:
             model.save(tmp)
             if epochs is not None:
                 with zipfile.ZipFile(tmp, "a") as zf:
-                    zf.writestr(EPOCH_RECORD, json.dumps({"epochs": int(epochs)}))
+                    zf.writestr(EPOCH_RECORD, json.dumps({"epochs": int(epochs), "stopped": bool(stopped)}))
         return self.file(name)
 
     def write_metrics(self, metrics: dict[str, Any]) -> Path:

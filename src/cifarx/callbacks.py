@@ -64,7 +64,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.run.save_model(self.best_name, self.model, epochs=epochs)
         final = epochs >= int(self.params.get("epochs") or 0) or self.model.stop_training
         if final or epochs % self.every == 0:
-            self.run.save_model(self.last_name, self.model, epochs=epochs)
+            self.run.save_model(self.last_name, self.model, epochs=epochs, stopped=bool(self.model.stop_training))
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -130,6 +130,10 @@ def check_arguments(node, group: str, runtime: tuple[str, ...] = ()) -> type:
     ``runtime`` names arguments the caller supplies when it builds the object (they may also be set
     in the YAML)."""
     target = target_of(node, group)
+    special = [k for k in node if k in RESERVED and k != "_target_"]
+    if special:  # _args_ would hand the class positional objects, _partial_ a callable: none is needed
+        raise ConfigError(f"{group}.{special[0]} is not allowed: {group} is built from its _target_ and named "
+                          "arguments only (a config is data, not code)")
     inner = nested_targets(arguments(node), group)
     if inner:
         raise ConfigError(f"{inner[0][0]}._target_={inner[0][1]!r}: an argument of {group} cannot build an object; "
@@ -158,7 +162,7 @@ def instantiate(node, group: str, **runtime) -> Any:
 
     floats = _floats_where_floats_are_meant(target, arguments(node))
     try:
-        return hydra_instantiate(node, _convert_="all", **floats, **runtime)
+        return hydra_instantiate(node, _convert_="all", _recursive_=False, **floats, **runtime)
     except InstantiationException as exc:
         cause = exc.__cause__ or exc
         if isinstance(cause, CifarxError):

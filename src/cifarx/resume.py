@@ -32,19 +32,30 @@ def problem(overrides: list[str], multirun: bool) -> str | None:
 
 
 def continue_in_place(args: list[str], resume: str) -> list[str]:
-    """Hydra's arguments for continuing run ``resume`` in its own directory; Hydra's copy of this
-    invocation goes beside its own. The path is read as Hydra reads a value (quotes and escapes
+    """Hydra's arguments for continuing run ``resume`` in its own directory. Hydra writes no copy of
+    this invocation there (its argv, versions and data go into provenance.json's ``resumes`` once the
+    resume begins), so a resume refused inside the job changes nothing. The path is read as Hydra reads a value (quotes and escapes
     removed, any name: '=', ',', spaces, quotes) and handed to Hydra quoted."""
     run_path = str(Path(unquote(resume)).expanduser().resolve())
     kept = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
     return kept + [f"resume={hydra_quote(run_path)}", f"hydra.run.dir={hydra_quote(run_path)}",
-                   "hydra.output_subdir=.hydra/resume"]
+                   "hydra.output_subdir=null"]
 
 
-def planned_epochs(cfg) -> int:
-    """Every epoch a train config plans: the first stage's and a fine-tuning stage's."""
+def stage_ends(cfg, history: dict, stopped: bool) -> tuple[int, int]:
+    """Where stage 1 ends and where training ends, in epochs, for a run whose checkpoint holds
+    ``history``'s rows: ``trainer.epochs``, unless early stopping (``stopped``: recorded in the
+    checkpoint) ended stage 1 sooner; a fine-tuning stage adds its epochs after stage 1's last."""
+    stages = [int(s) for s in history.get("stage", [])]
+    rows = len(history.get("loss", []))
+    last = stages[-1] if stages else 1
+    first = sum(1 for s in stages if s == 1) if stages else rows
+    stage1 = first if last == 2 or stopped else int(cfg.trainer.epochs)
     finetune = cfg.model.get("finetune")
-    return int(cfg.trainer.epochs) + (int(finetune.epochs) if finetune is not None and finetune.blocks > 0 else 0)
+    tuned = finetune is not None and finetune.blocks > 0
+    if last == 2 and stopped:
+        return stage1, rows
+    return stage1, stage1 + (int(finetune.epochs) if tuned else 0)
 
 
 def held_epochs(run_dir: Path) -> int:
@@ -80,8 +91,16 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             saved.resume_new_data = value.strip().lower() in ("true", "1", "yes")
     saved.resume = str(run_dir)
     validate_train_config(saved)
-    done, total = held_epochs(run_dir), planned_epochs(saved)
+    from cifarx.artifacts import read_history
+    from cifarx.run_history import checkpoint_stopped
+
+    done = held_epochs(run_dir)
+    history = {k: v[:done] for k, v in read_history(run_dir / "history.csv").items()} if done else {}
+    stage1, total = stage_ends(saved, history, checkpoint_stopped(run_dir / "last.keras"))
     planned = int(OmegaConf.load(run_dir / CONFIG_FILE).trainer.epochs)
+    if int(saved.trainer.epochs) < min(done, stage1):
+        raise ConfigError(f"run {run_dir} already has {min(done, stage1)} epochs; trainer.epochs="
+                          f"{saved.trainer.epochs} would shorten it (leave trainer.epochs out to finish it)")
     from cifarx.instantiate import instantiate
 
     fixed = instantiate(saved.schedule, "schedule").fixed_length
@@ -91,7 +110,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
                           "(start a new run with more epochs)")
     status = _status(run_dir / STATUS_FILE)
     if done >= total and status == "completed":
-        raise ConfigError(f"run {run_dir} is complete ({done} epochs); " + (
+        raise ConfigError(f"run {run_dir} is complete ({done} epochs{', stopped early' if stage1 < planned else ''}); " + (
             "its schedule ends there: start a new run with more epochs" if fixed
             else f"pass trainer.epochs > {int(saved.trainer.epochs)} to extend it"))
     check_data(saved, run_dir)

@@ -52,6 +52,17 @@ def reconcile_history(run: Path, write: bool = True) -> int:
     return held
 
 
+def checkpoint_stopped(path: Path) -> bool:
+    """Whether early stopping ended training at the epoch a ``.keras`` checkpoint holds."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(json.loads(zf.read(EPOCH_RECORD)).get("stopped"))
+    except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
+        return False
+
+
 def checkpoint_epochs(path: Path) -> int | None:
     """How many epochs a cifarx ``.keras`` checkpoint holds (None: no record in it)."""
     import zipfile

@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from cifarx.artifacts import RunDir, read_history, reconcile_history
 from cifarx.backend import check_batches, configure_backend, distribution_scope, eval_batch_size
 from cifarx.errors import TrainingDiverged
-from cifarx.resume import planned_epochs
+from cifarx.resume import stage_ends
+from cifarx.run_history import checkpoint_stopped
 
 log = logging.getLogger("cifarx")
 
@@ -111,24 +112,24 @@ def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, st
 
 
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
-              history: dict, monitor: str | None, already: int = 0) -> tuple[dict, dict, list[float]]:
-    """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate.
-    ``already``: its epochs a resumed run's last.keras holds (the model is then stage 2's as saved:
-    unfrozen, with its optimizer's state)."""
+              history: dict, monitor: str | None, in_stage_2: bool, end: int) -> tuple[dict, dict, list[float]]:
+    """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate,
+    up to epoch ``end`` (``model.finetune.epochs`` after stage 1's last). ``in_stage_2``: a resumed run's last.keras
+    was saved in stage 2 (the model is then stage 2's as saved: unfrozen, with its optimizer's state)."""
     from cifarx.models.vgg import unfreeze_top_blocks
     from cifarx.optim import build_optimizer
     from cifarx.schedules import Constant
 
     finetune = cfg.model.finetune
     opened = unfreeze_top_blocks(model, int(finetune.blocks))
-    if not already:
+    if not in_stage_2:
         with scope():
             _compile(model, build_optimizer(cfg.optimizer, Constant(), steps, int(finetune.epochs),
                                             base_lr=float(finetune.learning_rate)), cfg, steps_per_execution)
     trainable = _count(model.trainable_weights)
     log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
              len(opened), f"{trainable:,}", finetune.learning_rate)
-    done, end = len(history.get("loss", [])), int(cfg.trainer.epochs) + int(finetune.epochs)
+    done = len(history.get("loss", []))
     part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, end, monitor) if done < end else ({}, [])
     stage = {"stage": 2, "epochs": int(finetune.epochs), "trainable_params": trainable,
              "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)}
@@ -194,7 +195,12 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
         reconcile_history(run.path)  # drop history rows past what last.keras holds (a kill between)
     history = read_history(run.file("history.csv")) if checkpointed else {}
     done = len(history.get("loss", []))
-    total = planned_epochs(cfg)
+    stopped = checkpointed and checkpoint_stopped(run.file("last.keras"))
+    stage1, total = stage_ends(cfg, history, stopped)
+    in_stage = int(history["stage"][-1]) if history.get("stage") else 1  # the stage last.keras is in
+    if checkpointed and done >= (stage1 if in_stage == 1 else total) and model.optimizer is not None:
+        # killed after the checkpoint's stage ended: what fit does when a stage ends (an EMA's average goes in)
+        model.optimizer.finalize_variable_values(model.trainable_weights)
     if resuming and done < total:
         log.info("resuming %s at epoch %d of %d", run.path, done + 1, total)
     elif resuming:
@@ -208,18 +214,17 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
-    if done < epochs:
+    if done < stage1:
         part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
         _merge(history, part)
         epoch_seconds += seconds
     if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:  # VGG's second stage
         stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
-                                         history, monitor, already=max(0, done - epochs))
+                                         history, monitor, in_stage_2=in_stage == 2,
+                                         end=total if stopped and in_stage == 2 else stage_ends(cfg, history, True)[1])
         stages.append(stage)
         _merge(history, part)
         epoch_seconds += seconds
-    if done >= total and model.optimizer is not None:  # killed after its last checkpoint: fit's own ending
-        model.optimizer.finalize_variable_values(model.trainable_weights)  # (an EMA's average goes in)
 
     train_seconds = time.perf_counter() - start
     evaluated = str(cfg.trainer.evaluate)
