@@ -115,9 +115,9 @@ def test_train_full_disk_mid_run_fails_the_run_in_one_line(trained, disk, monkey
     tmp, root, cache, _ = trained
     save_model = RunDir.save_model
 
-    def save_on_a_full_disk(self, name, model, epochs=None):
+    def save_on_a_full_disk(self, name, model, epochs=None, **kw):
         disk.fill()
-        return save_model(self, name, model, epochs=epochs)
+        return save_model(self, name, model, epochs=epochs, **kw)
 
     monkeypatch.setattr(RunDir, "save_model", save_on_a_full_disk)
     before = snapshot(tmp)

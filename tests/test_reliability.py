@@ -185,12 +185,12 @@ def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, d
             raise _Killed
         commit(self)
 
-    def killing_save(self, name, model, epochs=None):
+    def killing_save(self, name, model, epochs=None, **kw):
         if name == "last.keras" and epochs == 2:
             if where == "disk_full_at_last":
                 raise OSError(28, "No space left on device", str(self.file(name)))
             raise _Killed
-        return save_model(self, name, model, epochs=epochs)
+        return save_model(self, name, model, epochs=epochs, **kw)
 
     if where == "after_history_row":
         monkeypatch.setattr(AtomicCheckpoint, "commit", killing_commit)
@@ -228,12 +228,12 @@ def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_n
     saves: list[int | None] = []
     save_model = RunDir.save_model
 
-    def killing_save(self, name, model, epochs=None):
+    def killing_save(self, name, model, epochs=None, **kw):
         if name == "last.keras":
             saves.append(epochs)
         if epochs == 4:
             raise _Killed  # epoch 4 is over and in history.csv, epoch 3 was never saved
-        return save_model(self, name, model, epochs=epochs)
+        return save_model(self, name, model, epochs=epochs, **kw)
 
     part = tmp_path / "part"
     monkeypatch.setattr(RunDir, "save_model", killing_save)
