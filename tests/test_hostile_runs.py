@@ -349,8 +349,9 @@ def test_without_a_validation_split_best_means_last_and_early_stopping_is_refuse
 
 
 def test_step_boundaries_past_the_run_are_said(tmp_path, data):
-    out, told = train(tmp_path, data, "run", "trainer.epochs=1", "schedule.boundaries=[5,7]")
+    out, told = train(tmp_path, data, "run", "trainer.epochs=1", "schedule.boundaries=[5,7]", "data.max_train=50")
     assert told.returncode == 0
+    assert "train 40 (data.max_train=50 less 10 for validation), val 10" in told.stderr  # the subset explained
     said = "schedule.boundaries [5, 7]: all lie past trainer.epochs=1, so the rate stays 1x"
     assert said in told.stderr and said in (out / "train.log").read_text()
 
@@ -375,3 +376,18 @@ def test_the_budget_clock_starts_with_the_command_not_the_import():
     runtime.COMMAND_STARTED[:] = [time.monotonic() - 5]  # what cli.main records
     assert 4 < time.monotonic() - budget.job_started() < 6
     assert not runtime.COMMAND_STARTED  # a later sweep job counts from its own start
+
+
+def test_a_model_file_with_python_code_is_refused_in_one_whole_sentence(tmp_path):
+    import keras
+
+    from cifarx.errors import RunError
+    from cifarx.models import load_model
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
+    with pytest.raises(RunError) as refused:
+        load_model(tmp_path / "lambda.keras")
+    message = str(refused.value)
+    assert "holds Python code (a Lambda layer" in message and "safe mode refuses to run" in message
+    assert message.endswith("changed since") and "\n" not in message

@@ -30,7 +30,7 @@ def test_a_recorded_run_reevaluates_to_its_recorded_accuracy_and_tabulates_again
     results = tmp_path / "repo" / "results"
     shutil.copytree(run.path, results / "tiny_cnn")  # what a user commits: the run as written
     moved = shutil.move(str(root.parent), str(tmp_path / "elsewhere"))  # the data is not where it was
-    again = compose("evaluate", [f"run={results / 'tiny_cnn'}", f"data_root={moved}/cifar-10-batches-py"])
+    again = compose("evaluate", [f"run={results / 'tiny_cnn'}", f"data.root={moved}/cifar-10-batches-py"])
     out = RunDir(tmp_path / "outputs" / "reeval", "evaluate")
     out.begin(again)
     metrics = run_evaluate(again, out)

@@ -63,6 +63,7 @@ def _train(out: Path, data, *extra):
 def _runs(uri: str, **tags):
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("cifarx")
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"  # the UI's training view
     where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     return client, client.search_runs([experiment.experiment_id], filter_string=where)
 
@@ -109,9 +110,9 @@ def test_a_train_run_is_mirrored_into_an_embedded_store(tmp_path, data, store):
     mlrun = runs[0]
     assert mlrun.data.params["trainer.epochs"] == "2" and mlrun.data.params["model.name"] == "simple_cnn"
     assert mlrun.data.params["model.filters"] == "[4, 8, 8]"
-    for key, values in _history(out).items():  # every epoch's value, at step = the epoch's index
+    for key, values in _history(out).items():  # every epoch's value, at step = the epoch's number (1-based)
         logged = client.get_metric_history(mlrun.info.run_id, f"epoch_{key}")
-        assert [(m.step, m.value) for m in logged] == list(enumerate(values)), key
+        assert [(m.step, m.value) for m in logged] == list(enumerate(values, start=1)), key
     final = json.loads((out / "metrics.json").read_text())
     assert mlrun.data.metrics["val_accuracy"] == final["val_accuracy"] and mlrun.data.metrics["params"] == final["params"]
     assert len(client.get_metric_history(mlrun.info.run_id, "epoch_time")) == 2
@@ -133,6 +134,8 @@ def test_a_classic_run_is_mirrored_with_its_pipeline(tmp_path, data, store):
     assert len(runs) == 1 and runs[0].data.params["clf.name"] == "logreg"
     assert runs[0].data.metrics["val_accuracy"] == json.loads((out / "metrics.json").read_text())["val_accuracy"]
     _assert_mirrors(client, runs[0], out, "pipeline.joblib")
+    db_folder = Path(uri[len("sqlite:///"):]).parent  # no artifact_location: beside the database, not ./mlruns
+    assert runs[0].info.artifact_uri.startswith((db_folder / "mlartifacts").resolve().as_uri())
 
 
 def test_resume_continues_the_same_mlflow_run(tmp_path, data, store):
@@ -145,7 +148,7 @@ def test_resume_continues_the_same_mlflow_run(tmp_path, data, store):
     assert json.loads((out / "metrics.json").read_text())["mlflow_run_id"] == first
     client, runs = _runs(uri)
     assert [r.info.run_id for r in runs] == [first] and runs[0].info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(first, "epoch_val_accuracy")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(first, "epoch_val_accuracy")] == [1, 2]
     assert runs[0].data.tags["cifarx.resumed"] == "true"
 
 
@@ -232,7 +235,7 @@ def test_a_server_that_stops_mid_run_costs_nothing_but_a_warning(tmp_path, data,
 
     def log_then_stop_the_server(self, values, step):
         logged(self, values, step)
-        if step == 0 and proc.poll() is None:
+        if step == 1 and proc.poll() is None:  # after the first epoch (steps count from 1)
             proc.terminate()
             proc.wait(timeout=30)
 

@@ -9,7 +9,7 @@ import time
 import keras
 
 from cifarx.artifacts import RunDir
-from cifarx.console import is_interactive
+from cifarx.console import epoch_line, is_interactive, track_live
 from cifarx.optim import current_lr
 
 log = logging.getLogger("cifarx")
@@ -65,6 +65,16 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         final = epochs >= int(self.params.get("epochs") or 0) or self.model.stop_training
         if final or epochs % self.every == 0:
             self.run.save_model(self.last_name, self.model, epochs=epochs, stopped=bool(self.model.stop_training))
+
+
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with the ``epoch`` column 1-based, as people count: the row of the epoch
+    the console calls "epoch 3/10" says 3, as ``best_epoch``, the curves and MLflow's steps do.
+    Runs recorded before (0-based) are read right by ``cifarx.run_history.read_history`` and
+    renumbered when resumed (``reconcile_history``)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -144,13 +154,9 @@ class EpochLog(keras.callbacks.Callback):
         logs = logs or {}
         seconds = time.perf_counter() - self._t0
         self.epoch_seconds.append(seconds)
-        parts = [f"{self.stage}epoch {epoch + 1}/{self.epochs}"]
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if key in logs:
-                parts.append(f"{key} {logs[key]:.4f}")
-        parts.append(f"lr {current_lr(self.model.optimizer):.2e}")
-        parts.append(f"{seconds:.1f}s")
-        log.info("  ".join(parts))
+        # the log file gets every name whole; a terminal the longest form that fits its width
+        log.info(epoch_line(f"{self.stage}epoch {epoch + 1}/{self.epochs}", logs, current_lr(self.model.optimizer),
+                            seconds))
 
 
 class LiveProgress(EpochLog):
@@ -173,6 +179,7 @@ class LiveProgress(EpochLog):
         self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
                              console=err_console())
+        track_live(self._progress)  # a Ctrl-C skips on_train_end: cifarx.runtime removes the bar then
         self._progress.start()
         self._task = None
 

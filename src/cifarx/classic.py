@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from cifarx.artifacts import RunDir, atomic_path, read_json, require_run
+from cifarx.console import working
 from cifarx.errors import ConfigError, DataError, RunError, one_line
 from cifarx.validate import EXTRACT_FIRST
 
@@ -189,7 +190,7 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
         _check_fit_sizes(cfg, fit_count, dim)
         log.info("fitting %s on %d x %d features ...", cfg.clf.name, *x_fit.shape)
         start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, working(f"fitting {cfg.clf.name}"):
             warnings.simplefilter("always")
             try:
                 pipeline.fit(x_fit, y_fit)

@@ -13,11 +13,13 @@ from typing import Callable, Sequence
 
 from cifarx import __version__
 from cifarx.commands import COMMANDS, load, usage
+from cifarx.help import help_for, wants_help
 from cifarx.overrides import (  # noqa: F401  (hydra_quote: public API)
     expand_paths,
     explicit_run_dir,
     flag_habit,
     hydra_quote,
+    renamed_key,
     split_overrides,
 )
 from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
@@ -71,10 +73,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(None, f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
     if not command.hydra:
         return int(load(command.target)(rest) or 0)
-    habit = flag_habit(rest)
+    habit = flag_habit(rest) or renamed_key(rest)
     if habit:
         return fail(name, habit)
     rest = expand_paths(rest)
+    if wants_help(rest):  # cifarx's own page (cifarx.help): every key explained; `--help <group or key>` narrows
+        text, problem = help_for(name, rest)
+        return fail(name, problem) if problem else print(text) or 0
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cifarx.runtime import COMMAND_STARTED, INVOCATIONS
@@ -83,6 +88,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     COMMAND_STARTED[:] = [started]
     inspecting = any(a in _INSPECT_FLAGS for a in rest)
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
+    if not inspecting and command.loading:  # on screen at once: pre-flight already imports Keras (seconds)
+        from cifarx.console import start_line
+
+        start_line(name, command.loading)
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
     if name == "train" and resume and not inspecting:
         from cifarx import resume as resuming

@@ -20,19 +20,23 @@ class Command:
     validator: str | None = None  # "module:function" raising ConfigError on a bad config
     hydra: bool = True
     keras: bool = False  # imports a deep-learning backend
+    loading: str = ""  # what its first seconds load, for the start line (cifarx.console.start_line)
 
 
 COMMANDS: dict[str, Command] = {
     "train": Command("cifarx.train:run_train", "train a model (simple_cnn, vgg16, vgg19, airbench) and evaluate it",
-                     "cifarx.validate:validate_train", keras=True),
+                     "cifarx.validate:validate_train", keras=True,
+                     loading="TensorFlow and the data"),
     "evaluate": Command("cifarx.evaluate:run_evaluate", "re-evaluate a trained run: run=<train run dir>",
-                        "cifarx.validate:validate_evaluate", keras=True),
+                        "cifarx.validate:validate_evaluate", keras=True,
+                        loading="TensorFlow, the model and the data"),
     "data": Command("cifarx.stats:run_data", "describe a dataset: class counts, channel stats, sample grid",
-                    "cifarx.validate:validate_data_command"),
+                    "cifarx.validate:validate_data_command", loading="the data"),
     "extract": Command("cifarx.extract:run_extract", "turn images into feature vectors with a trained model",
-                       "cifarx.validate:validate_extract", keras=True),
+                       "cifarx.validate:validate_extract", keras=True,
+                       loading="TensorFlow, the model and the data"),
     "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm",
-                       "cifarx.validate:validate_classic"),
+                       "cifarx.validate:validate_classic", loading="scikit-learn and the features"),
     "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
 }
 
@@ -83,5 +87,6 @@ def usage() -> str:
         "  cifarx train -m optimizer=adam,sgd schedule=step,cosine",
         "  cifarx extract run=outputs/train/<run>   then   cifarx classic clf=rf features=outputs/extract/<run>",
         "",
-        "`cifarx <command> --help` lists that command's config groups and options.",
+        "`cifarx <command> --help` lists that command's config groups and explains every key;",
+        "`cifarx <command> --help <group or key>` shows one part (e.g. `cifarx train --help optimizer`).",
     ])

@@ -209,7 +209,11 @@ def main(argv: Sequence[str]) -> int:
     if missing:
         print(f"cifarx compare: error: '{missing[0]}' does not exist", file=sys.stderr)
         return 2
+    empty = [p for p in args.paths if not find_runs([p])]
     rows = table(args.paths, args.sort)
+    if rows and empty:  # one line per path that held nothing, so a mistyped folder is not silently dropped
+        for path in empty:
+            print(f"cifarx compare: no cifarx runs (status.json) under {path}", file=sys.stderr)
     if not rows:
         print(f"cifarx compare: error: no cifarx runs (status.json) under {', '.join(args.paths)}", file=sys.stderr)
         return 2

@@ -147,13 +147,18 @@ class SavedModel(StrEnum):
 
 
 @dataclass
+class MovedData:
+    root: Optional[str] = None  # read the run's images from here instead (the data moved, or another machine)
+
+
+@dataclass
 class EvaluateConfig:
     run: str = MISSING  # a train run directory
     checkpoint: SavedModel = SavedModel.model
     batch_size: int = 256
     seed: int = 42
     tta: Optional[TTA] = None  # test-time augmentation of the val/test predictions; null: the run's own
-    data_root: Optional[str] = None  # read the run's images from here instead (moved data)
+    data: MovedData = field(default_factory=MovedData)  # data.root: the run's images, where they are now
     figures: bool = True  # PNG figures (confusion matrices, misclassified images)
 
 
@@ -169,8 +174,7 @@ class ExtractConfig:
     checkpoint: SavedModel = SavedModel.model
     layer: Optional[str] = None  # null: the layer right before the final classifier
     batch_size: int = 256
-    data_root: Optional[str] = None  # read the run's images from here instead (moved data)
-    data: DataConfig = MISSING
+    data: DataConfig = MISSING  # with run=, only data.root is read: the run's images, where they are now
     seed: int = 42
 
 

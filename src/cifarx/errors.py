@@ -37,26 +37,30 @@ def one_line(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-def describe_compose_error(exc: BaseException, command: str | None = None) -> str:
+def describe_compose_error(exc: BaseException, command: str | None = None, overrides: list[str] | None = None) -> str:
     """Turn a Hydra/OmegaConf composition error into one clear line.
 
     Hydra's own messages span several lines (and mention HYDRA_FULL_ERROR); users get the bad
-    value and the valid choices instead.
+    value, the valid choices and, for a misspelling, "did you mean" (``overrides``: the ones
+    composed, whose group choices decide which keys exist).
     """
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigKeyError, ValidationError
 
     from cifarx.groups import command_groups, commands_with_group
+    from cifarx.suggest import closest, key_hint, known_keys
 
     if isinstance(exc, MissingConfigException):
         missing = exc.missing_cfg_file or ""
         group, _, name = missing.rpartition("/")
         choices = list(exc.options or [])
-        if command and group == "experiment":  # only this command's experiments
-            choices = command_groups(command).get("experiment", choices)
+        if command and group in command_groups(command):  # only what this command offers (cifarx.groups)
+            choices = command_groups(command)[group]
         options = ", ".join(choices)
+        hint = closest(name, choices)
         if group and options:
-            return f"unknown {group} '{name}'; choose one of: {options}"
+            return f"unknown {group} '{name}'; choose one of: {options}" + \
+                (f"; did you mean {group}={hint}?" if hint else "")
         if group:
             return f"unknown {group} '{name}'"
         return one_line(str(exc).split("\n")[0])
@@ -70,15 +74,20 @@ def describe_compose_error(exc: BaseException, command: str | None = None) -> st
         group = override.group(1).lstrip("+~")
         owners = [c for c in commands_with_group(group) if c != command]
         where = f"; it belongs to {' and '.join(f'cifarx {c}' for c in owners)}" if owners else ""
+        if not owners and command:
+            where = key_hint(command, group, known_keys(command, overrides or [], group), overrides)
         return f"{group} is not an option of {f'cifarx {command}' if command else 'this command'}{where}"
     unknown_key = "To append to your config" in text or "not in struct" in str(cause)
     if isinstance(cause, ConfigKeyError) or unknown_key:
         key = getattr(cause, "full_key", None) or (override.group(1) if override else "")
-        owners = [c for c in commands_with_group(key.split(".")[0]) if c != command] if key else []
+        users = commands_with_group(key.split(".")[0]) if key else []
+        owners = [c for c in users if c != command] if command not in users else []  # another command's group
         if owners:
             return f"{key} is not an option of {f'cifarx {command}' if command else 'this command'}; it belongs to " \
                    + " and ".join(f"cifarx {c}" for c in owners)
-        return f"unknown config key '{key}' (check the spelling; `--cfg job` shows every key)"
+        hint = key_hint(command, key, known_keys(command, overrides or [], key), overrides) if command and key else ""
+        listing = f"`cifarx {command} --help` lists every key" if command else "`--cfg job` shows every key"
+        return f"unknown config key '{key}'" + (hint or f" (check the spelling; {listing})")
     if isinstance(cause, ValidationError):
         first = str(cause).split("\n")[0]
         key = getattr(cause, "full_key", None) or (override.group(1) if override else "")

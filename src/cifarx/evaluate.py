@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
 
 from cifarx.artifacts import RunDir, read_history, read_json
-from cifarx.console import print_table
+from cifarx.console import print_matrix, print_table
 
 log = logging.getLogger("cifarx")
 
@@ -50,28 +50,58 @@ def tta_views(x: np.ndarray, tta: str) -> list[tuple[float, np.ndarray]]:
     raise ValueError(f"tta={tta!r}; choose one of: {', '.join(t.value for t in TTA)}")
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
+def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none",
+                  description: str | None = None) -> np.ndarray:
     """Class probabilities; with ``tta`` the weighted mean over augmented views (inference mode,
-    so augmentation layers inside the model stay off)."""
+    so augmentation layers inside the model stay off). With ``description``, a bar (or, in logs,
+    a line now and then) counts the images predicted, over all views."""
+    from contextlib import nullcontext
+
+    from cifarx.console import progress
+
+    views = tta_views(np.asarray(x), tta)
     total = None
-    for weight, view in tta_views(np.asarray(x), tta):
-        p = weight * predict_in_full_batches(model, view, batch_size).astype(np.float64)
-        total = p if total is None else total + p
+    with progress(description, len(x) * len(views)) if description else nullcontext() as advance:
+        for weight, view in views:
+            p = weight * predict_in_full_batches(model, view, batch_size, advance).astype(np.float64)
+            total = p if total is None else total + p
     return total
 
 
-def predict_in_full_batches(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_in_full_batches(model, x: np.ndarray, batch_size: int,
+                            advance: Callable[[int], None] | None = None) -> np.ndarray:
     """``model.predict`` with every batch the same shape (the last one zero-padded, its padding
     dropped): one traced prediction function serves every split and view, where each distinct
-    remainder would trace (compile) it again. Inference is per image, so the result is the same."""
+    remainder would trace (compile) it again. Inference is per image, so the result is the same.
+    ``advance(n)`` is told each batch's images as they are predicted."""
     n = len(x)
     full = n - n % batch_size
-    parts = [np.asarray(model.predict(x[:full], batch_size=batch_size, verbose=0))] if full else []
+    counter = [_batch_counter(advance, batch_size, full)] if advance is not None else []
+    parts = [np.asarray(model.predict(x[:full], batch_size=batch_size, verbose=0, callbacks=counter))] if full else []
     if full < n:
         tail = np.zeros((batch_size, *x.shape[1:]), x.dtype)
         tail[:n - full] = x[full:]
         parts.append(np.asarray(model.predict(tail, batch_size=batch_size, verbose=0))[:n - full])
+        if advance is not None:
+            advance(n - full)
     return np.concatenate(parts)
+
+
+def _batch_counter(advance: Callable[[int], None], batch_size: int, total: int):
+    """A Keras callback that tells ``advance`` how many more of ``total`` images are predicted.
+    Keras calls it once per execution: with ``steps_per_execution`` > 1, ``batch`` is the last of
+    several (Keras is imported by then)."""
+    import keras
+
+    class BatchCounter(keras.callbacks.Callback):
+        done = 0
+
+        def on_predict_batch_end(self, batch, logs=None):
+            now = min((batch + 1) * batch_size, total)
+            advance(now - self.done)
+            self.done = now
+
+    return BatchCounter()
 
 
 def split_scores(y_true: np.ndarray, proba: np.ndarray | None, y_pred: np.ndarray,
@@ -131,9 +161,7 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
         return metrics
     print_table("accuracy", ["split", "accuracy", "loss"],
                 [[s, v["accuracy"], v.get("loss", "-")] for s, v in scores.items()])
-    short = [n[:5] for n in class_names]
-    print_table("test confusion matrix (rows: true, columns: predicted)", ["", *short],
-                [[n, *row] for n, row in zip(short, matrix.tolist())])
+    print_matrix("test confusion matrix (rows: true, columns: predicted)", class_names, matrix.tolist())
     if pairs:
         print_table("most confused pairs (test)", ["true", "predicted", "count", "share of true class"],
                     [[p["true"], p["predicted"], p["count"], p["rate"]] for p in pairs])
@@ -141,22 +169,34 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
 
 
 def _write_figures(run: RunDir, matrix, class_names, y_test, pred_test, proba_test, x_test, history) -> None:
-    """confusion_matrix(_normalized).png, curves.png, misclassified.png (about a second: matplotlib)."""
-    from cifarx import plots
+    """confusion_matrix(_normalized).png, curves.png, misclassified.png (seconds: matplotlib), with
+    a bar that counts them."""
+    from cifarx.console import progress_steps
 
-    run.save_figure("confusion_matrix.png", plots.confusion_figure(matrix, class_names, False, "test confusion matrix"))
-    run.save_figure("confusion_matrix_normalized.png",
-                    plots.confusion_figure(matrix, class_names, True, "test confusion matrix (row-normalised)"))
-    if history:
-        run.save_figure("curves.png", plots.curves_figure(history))
-    if x_test is not None and proba_test is not None:
+    def plots():  # imported in the first step: matplotlib's import is part of the wait
+        from cifarx import plots as module
+
+        return module
+
+    def misclassified():
         wrong = np.flatnonzero(pred_test != y_test)
         confidence = proba_test[wrong, pred_test[wrong]]
         shown = wrong[np.argsort(-confidence)][:MISCLASSIFIED_SHOWN]
         titles = [f"{class_names[y_test[i]]} -> {class_names[pred_test[i]]}\n{proba_test[i, pred_test[i]]:.2f}"
                   for i in shown]
-        run.save_figure("misclassified.png", plots.image_grid_figure(
-            np.asarray(x_test[shown]), titles, title="most confident mistakes (true -> predicted, confidence)"))
+        return plots().image_grid_figure(np.asarray(x_test[shown]), titles,
+                                         title="most confident mistakes (true -> predicted, confidence)")
+
+    figures = {"confusion_matrix.png": lambda: plots().confusion_figure(matrix, class_names, False,
+                                                                        "test confusion matrix"),
+               "confusion_matrix_normalized.png": lambda: plots().confusion_figure(
+                   matrix, class_names, True, "test confusion matrix (row-normalised)")}
+    if history:
+        figures["curves.png"] = lambda: plots().curves_figure(history)
+    if x_test is not None and proba_test is not None:
+        figures["misclassified.png"] = misclassified
+    for name in progress_steps(list(figures), "writing figures"):
+        run.save_figure(name, figures[name]())
 
 
 def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
@@ -170,7 +210,8 @@ def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
             continue
         views = "" if split == "train" or tta == "none" else f", {tta} test-time augmentation"
         log.info("scoring %s (%s images%s) ...", split, f"{len(y):,}", views)
-        proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta)
+        proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta,
+                              description=f"scoring {split}")
         pred = proba.argmax(axis=1)
         scores[split] = split_scores(y, proba, pred, data.num_classes)
         if split == "test":
@@ -187,8 +228,8 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
 
     source = Path(str(cfg.run)).expanduser().resolve()  # a finished train run: checked by validate_evaluate
     train_cfg = OmegaConf.load(source / "config.yaml")
-    if cfg.get("data_root") is not None:  # the same images, read from where they are now
-        train_cfg.data.root = str(cfg.data_root)
+    if cfg.data.root is not None:  # the same images, read from where they are now
+        train_cfg.data.root = str(cfg.data.root)
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
     model = load_model(source / f"{cfg.checkpoint}.keras")
     history = read_history(source / "history.csv") or None
@@ -196,5 +237,9 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
     tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
-    return evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta, figures=bool(cfg.figures))
+    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta, figures=bool(cfg.figures))
+    recorded = (extra["source_metrics"] or {}).get("test_accuracy")
+    log.info("test accuracy %.4f now, %s recorded by the run (%s checkpoint, tta %s)", metrics["test_accuracy"],
+             f"{recorded:.4f}" if isinstance(recorded, (int, float)) else "none", cfg.checkpoint, tta)
+    return metrics
 

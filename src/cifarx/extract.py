@@ -94,8 +94,8 @@ def run_extract(cfg, run: RunDir) -> dict[str, Any]:
 
     model_path, train_cfg, source = _source(cfg)
     data_cfg = train_cfg.data if train_cfg is not None else cfg.data
-    if cfg.data_root is not None:
-        data_cfg = OmegaConf.merge(data_cfg, {"root": cfg.data_root})
+    if train_cfg is not None and cfg.data.root is not None:  # the run's images, where they are now
+        data_cfg = OmegaConf.merge(data_cfg, {"root": cfg.data.root})
     seed = int(train_cfg.seed) if train_cfg is not None else int(cfg.seed)
     data = load_dataset(data_cfg, seed)
     model = load_model(model_path)

@@ -3,6 +3,11 @@ one-line errors that name the command an option belongs to.
 
 Groups live in ``conf/<group>/``; a group only one command offers (its experiments) lives in
 ``conf/commands/<command>/<group>/``, which that command adds to Hydra's search path.
+
+An option that only some commands can use says so in its header: ``# @commands train`` (a
+comma-separated list, no spaces; before any other comment line, beside ``# @package``). The other
+commands neither offer it (help, "choose one of", "did you mean") nor accept it: augmentation
+and normalisation are layers of a trained model, meaningless to classic, extract and data.
 """
 
 from __future__ import annotations
@@ -41,6 +46,14 @@ def _group_dirs(command: str, group: str) -> list[Path]:
     return [d for d in (root / group, root / COMMANDS_DIR / command / group) if d.is_dir()]
 
 
+def offered(command: str, option: Path) -> bool:
+    """Whether ``command`` can use this option file (its ``# @commands`` header tag, if any)."""
+    from cifarx.confdoc import read
+
+    only = read(option).tags.get("commands")
+    return only is None or command in only.split(",")
+
+
 def command_groups(command: str) -> dict[str, list[str]]:
     """{group: options} that ``command`` composes, and where its sweeps can run."""
     from cifarx.config import config_dir
@@ -50,7 +63,7 @@ def command_groups(command: str) -> dict[str, list[str]]:
     for group in sorted(_defaults_groups(root / f"{command}.yaml")):
         dirs = _group_dirs(command, group)
         if dirs and not group.startswith("hydra"):
-            found[group] = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+            found[group] = sorted({p.stem for d in dirs for p in d.glob("*.yaml") if offered(command, p)})
     found["hydra/launcher"] = ["basic", *sorted(p.stem for p in (root / "hydra" / "launcher").glob("*.yaml"))]
     return found
 
@@ -76,6 +89,43 @@ def experiment_problem(command: str, overrides: list[str]) -> str | None:
         return None  # unknown everywhere: Hydra's own error lists this command's choices
     return f"experiment={chosen[-1]} is a cifarx {owners[0]} experiment; cifarx {command}'s experiments: " \
            f"{', '.join(ours) or 'none'}"
+
+
+def unoffered_problem(command: str, overrides: list[str]) -> str | None:
+    """``group=option`` where the option exists but ``command`` cannot use it (``# @commands``)."""
+    groups = command_groups(command)
+    for item in overrides:
+        key, eq, value = item.lstrip("+").partition("=")
+        group, option = key.replace("override ", "").strip(), value.strip()
+        if not eq or group not in groups or option in groups[group] or "," in option:
+            continue
+        users = [c for c in commands_with_group(group) if option in command_groups(c).get(group, [])]
+        if users:
+            only = " and ".join(f"cifarx {c}" for c in users)
+            return f"{group}={option} means nothing to cifarx {command} (only {only} uses it); " \
+                   f"cifarx {command}'s {group} options: {', '.join(groups[group]) or 'none'}"
+    return None
+
+
+def launcher_problem(command: str, overrides: list[str]) -> str | None:
+    """``hydra/launcher=X`` that neither conf/hydra/launcher/ nor an installed Hydra plugin has
+    (pre-flight skips hydra overrides; Hydra's own error would be a page)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    from cifarx.suggest import closest
+
+    chosen = [o.split("=", 1)[1].strip() for o in overrides if o.lstrip("+").startswith("hydra/launcher=")]
+    if not chosen or "," in chosen[-1] or "(" in chosen[-1]:
+        return None
+    Plugins.instance()  # registers the installed launchers (joblib, submitit_*) in the ConfigStore
+    offered = command_groups(command)["hydra/launcher"]
+    plugins = {n.removesuffix(".yaml") for n in ConfigStore.instance().repo.get("hydra", {}).get("launcher", {})}
+    if chosen[-1] in {*offered, *plugins}:
+        return None
+    hint = closest(chosen[-1], [*offered, *sorted(plugins)])
+    return f"unknown hydra/launcher '{chosen[-1]}'; choose one of: {', '.join(offered)}" + \
+        (f"; did you mean hydra/launcher={hint}?" if hint else "")
 
 
 def groups_help(command: str) -> str:

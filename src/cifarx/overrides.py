@@ -92,7 +92,7 @@ def unparsable(overrides: list[str]) -> str | None:
 
 # Keys whose values are paths: '~' and '$HOME' in them are expanded before Hydra reads them (the
 # shell leaves '~' alone after 'data.root=', and Hydra's grammar refuses it unquoted).
-PATH_KEYS = ("data.root", "data.cache_dir", "data_root", "run", "features", "source", "model_path", "resume",
+PATH_KEYS = ("data.root", "data.cache_dir", "run", "features", "source", "model_path", "resume",
              "hydra.run.dir", "hydra.sweep.dir")
 # Hydra's own flags: any other '--word' is an argparse habit.
 HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p",
@@ -120,4 +120,16 @@ def flag_habit(args: Sequence[str]) -> str | None:
         if not eq and i + 1 < len(args) and not args[i + 1].startswith("-") and "=" not in args[i + 1]:
             value = args[i + 1]
         return f"cifarx takes key=value, not flags: {key}={value or 'VALUE'} (not {arg})"
+    return None
+
+
+RENAMED = {"data_root": "data.root"}  # keys of earlier releases -> today's
+
+
+def renamed_key(args: Sequence[str]) -> str | None:
+    """One line for a key that has a new name (``data_root=X`` -> ``data.root=X``)."""
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+~") in RENAMED:
+            return f"{key.lstrip('+~')} is now {RENAMED[key.lstrip('+~')]}: {RENAMED[key.lstrip('+~')]}={value}"
     return None

@@ -18,7 +18,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     from cifarx.commands import validate
     from cifarx.config import config_dir
     from cifarx.errors import CifarxError, describe_compose_error
-    from cifarx.groups import experiment_problem
+    from cifarx.groups import experiment_problem, launcher_problem, unoffered_problem
     from cifarx.runtime import register_resolvers
 
     register_resolvers()
@@ -26,14 +26,15 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     if problem:
         return problem
     plain = [o for o in overrides if not o.lstrip("+~").startswith("hydra") or o.startswith("hydra.searchpath=")]
-    problem = unparsable(overrides) or experiment_problem(command, plain)
+    problem = unparsable(overrides) or experiment_problem(command, plain) or unoffered_problem(command, plain) \
+        or launcher_problem(command, overrides)
     if problem:
         return problem
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
             cfg = compose(config_name=command, overrides=plain)
     except Exception as exc:  # Hydra wraps everything; we only need the message
-        return describe_compose_error(exc, command)
+        return describe_compose_error(exc, command, plain)
     try:
         OmegaConf.resolve(cfg)
         validate(command, cfg, preflight=True)
@@ -44,7 +45,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     except CifarxError as exc:
         return str(exc)
     except Exception as exc:
-        return describe_compose_error(exc, command)
+        return describe_compose_error(exc, command, plain)
     return None
 
 

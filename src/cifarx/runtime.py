@@ -171,6 +171,9 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
             run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
         return refuse(message)
     except KeyboardInterrupt:
+        from cifarx.console import close_live
+
+        close_live()  # the bar Ctrl-C cut short goes: the lines below start on a clean line
         if resuming and not run.begun:  # stopped before it continued: the run stays exactly as it was
             print(f"cifarx {command}: interrupted before resuming; {run.path} is unchanged", file=sys.stderr)
             sys.exit(130)
@@ -178,8 +181,7 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         tracking.end_for(run, "KILLED", cfg)
         if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
             raise
-        hint = f"; continue with: {resume_hint(run.path)}" if command == "train" and run.begun else ""
-        print(f"cifarx {command}: interrupted; partial results in {run.path}{hint}", file=sys.stderr)
+        _tell(_interrupted_line(command, run))
         sys.exit(130)
     except Exception as exc:
         if resuming and not run.begun:  # a bug, not the run's fault: it stays exactly as it was
@@ -219,6 +221,32 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         return result
     key = cfg.get("objective")
     return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+
+
+def _interrupted_line(command: str, run) -> str:
+    """The one line an interrupted run ends with: what it kept and, for train, the exact command
+    that continues it."""
+    if command != "train" or not run.begun:
+        return f"cifarx {command}: interrupted; partial results kept in {run.path}"
+    from cifarx.artifacts import resume_hint
+    from cifarx.run_history import checkpoint_epochs
+
+    last = run.file("last.keras")
+    held = checkpoint_epochs(last) if last.exists() else 0  # None: a last.keras that does not say
+    kept = ("no finished epoch yet" if held == 0 else "last.keras" if held is None
+            else f"{held} finished epoch{'s' if held != 1 else ''} (last.keras)")
+    return f"cifarx train: interrupted; kept {kept} in {run.path}; continue with: {resume_hint(run.path)}"
+
+
+def _tell(message: str) -> None:
+    """``message`` on the terminal, through the console live progress uses (so on a line of its
+    own), and in the run's log file: logged through the ``cifarx`` logger marked for the log
+    file only (``cifarx.console.ConsoleHandler`` would print it a second time)."""
+    from cifarx.console import err_console
+
+    if log.hasHandlers():  # else logging's last-resort handler would print it on stderr again
+        log.warning(message, extra={"log_file_only": True})
+    err_console().print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _task_overrides() -> list[str]:

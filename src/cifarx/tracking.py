@@ -108,7 +108,11 @@ def start(command: str, cfg, run, store) -> Tracker:
         if (cfg.get("trainer") or {}).get("time_budget") is not None:
             params.pop("trainer.epochs", None)  # chosen by the budget; logged once it is (cifarx.train)
         tracker.log_params(params)
-    tracker = tracker or Tracker(client, run_id, uri)
+    if tracker is None:
+        tracker = Tracker(client, run_id, uri)
+        logged = tracker._safely("reading the epochs logged", client.get_metric_history, run_id, "epoch_loss")
+        if logged and min(m.step for m in logged) == 0:  # logged by a cifarx that counted epochs from 0
+            tracker.first_step = 0
     tracker.set_tags({
         "cifarx.overrides": facts.get("overrides"), "cifarx.experiment": cfg.get("experiment_name"),
         "cifarx.seed": cfg.get("seed"), "cifarx.sweep_dir": facts.get("sweep_dir"),

@@ -50,7 +50,14 @@ def _record(path: Path) -> dict[str, Any]:
 
 
 class Tracker:
-    """One cifarx run mirrored as one MLflow run; after the first failure it warns once and stops."""
+    """One cifarx run mirrored as one MLflow run; after the first failure it warns once and stops.
+
+    ``first_step``: the MLflow step of a run's first epoch. 1, as people count (history.csv's
+    ``epoch``, ``best_epoch``, the console); 0 only when resuming into an MLflow run that an older
+    cifarx logged from step 0 (MLflow cannot move logged points: that run's curves stay one
+    numbering, with no gap at the resume)."""
+
+    first_step = 1
 
     def __init__(self, client, run_id: str, uri: str):
         self.client, self.run_id, self.uri = client, run_id, uri
@@ -121,7 +128,8 @@ class Tracker:
         class LogEpochs(keras.callbacks.Callback):
             """Each epoch's logs (loss, accuracy, val_*, learning rate) and its wall time as
             ``epoch_<name>`` (Keras' TensorBoard names; metrics.json's final ``val_accuracy`` is
-            another number), at step = the epoch's index (history.csv's ``epoch`` column)."""
+            another number), at step = the epoch's number, 1-based (history.csv's ``epoch``
+            column; see ``Tracker.first_step``)."""
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.t0 = time.perf_counter()
@@ -129,6 +137,6 @@ class Tracker:
             def on_epoch_end(self, epoch, logs=None):
                 seconds = time.perf_counter() - getattr(self, "t0", time.perf_counter())
                 tracker.log_metrics({**{f"epoch_{k}": v for k, v in (logs or {}).items()}, "epoch_time": seconds},
-                                    step=epoch)
+                                    step=epoch + tracker.first_step)
 
         return LogEpochs()

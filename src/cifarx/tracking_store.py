@@ -28,8 +28,17 @@ def default_store(cwd: Path | None = None) -> tuple[str, str]:
 
 
 def store_of(logger_cfg) -> tuple[str, str | None]:
+    """(tracking URI, artifact folder of a new experiment): a SQLite store keeps its artifacts beside
+    its database file (MLflow's own default, ``./mlruns``, would land in whatever folder the command
+    ran in); a server keeps its own."""
+    if logger_cfg.artifact_location:
+        artifacts = str(logger_cfg.artifact_location)
+    elif str(logger_cfg.tracking_uri or "").startswith("sqlite:///"):
+        artifacts = str(Path(str(logger_cfg.tracking_uri)[len("sqlite:///"):]).parent / "mlartifacts")
+    else:
+        artifacts = None
     if logger_cfg.tracking_uri:
-        return str(logger_cfg.tracking_uri), (str(logger_cfg.artifact_location) if logger_cfg.artifact_location else None)
+        return str(logger_cfg.tracking_uri), artifacts
     uri, artifacts = default_store()
     return uri, str(logger_cfg.artifact_location or artifacts)
 
@@ -59,14 +68,17 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"  # the UI's model-training view
+
+
 def _experiment_id(client, name: str, artifact_location: str | None) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     location = Path(artifact_location).resolve().as_uri() if artifact_location and "://" not in artifact_location \
         else artifact_location
-    try:
-        return client.create_experiment(name, artifact_location=location)
+    try:  # MLflow 3's UI opens an experiment without this tag in its GenAI view ("Evaluation runs")
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
     except Exception:  # another process created it in between
         found = client.get_experiment_by_name(name)
         if found is None:

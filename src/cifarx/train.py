@@ -25,7 +25,14 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     wait for every step before queueing the next, which costs most where steps are fastest."""
     import keras
 
-    from cifarx.callbacks import EpochInfo, EpochSeeds, ResumableEarlyStopping, StopOnNonFinite, progress_callback
+    from cifarx.callbacks import (
+        EpochInfo,
+        EpochSeeds,
+        HistoryCSV,
+        ResumableEarlyStopping,
+        StopOnNonFinite,
+        progress_callback,
+    )
     from cifarx.instantiate import instantiate
 
     progress = progress_callback(epochs, steps, stage="[finetune] " if stage == 2 else "",
@@ -33,7 +40,7 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     stop = ([ResumableEarlyStopping(past, monitor=monitor, mode="max", patience=int(cfg.trainer.early_stopping))]
             if cfg.trainer.early_stopping else [])
     cbs = [EpochSeeds(int(cfg.seed)), EpochInfo(stage), StopOnNonFinite(), *stop,  # the order matters:
-           keras.callbacks.CSVLogger(str(run.file("history.csv")), append=append),  # the epoch's row,
+           HistoryCSV(str(run.file("history.csv")), append=append),  # the epoch's row (epoch 1-based),
            checkpoint, progress]  # then best.keras and last.keras (the commit point, also on a stop)
     if getattr(run, "tracker", None) is not None:  # after the CSV row: MLflow mirrors history.csv
         cbs.insert(cbs.index(checkpoint), run.tracker.keras_callback())
@@ -158,9 +165,12 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     hint = unused_gpu_hint(devices)
     if hint:
         log.warning(hint)
-    log.info("data: %s (%s) train %d, val %d, test %d, %d classes, loaded in %.1fs",
-             data.source["root"], data.source["format"], len(data.y_train), len(data.y_val),
-             len(data.y_test), data.num_classes, data.source["load_seconds"])
+    pool = len(data.y_train) + len(data.y_val)  # what the validation split is taken from
+    taken = f" ({'data.max_train=' if cfg.data.max_train is not None else ''}{pool:,} less {len(data.y_val):,} " \
+            "for validation)" if len(data.y_val) else ""
+    log.info("data: %s (%s) train %s%s, val %s, test %s, %d classes, loaded in %.1fs", data.source["root"],
+             data.source["format"], f"{len(data.y_train):,}", taken, f"{len(data.y_val):,}", f"{len(data.y_test):,}",
+             data.num_classes, data.source["load_seconds"])
 
     resuming = cfg.get("resume") is not None
     scope, replicas = distribution_scope(cfg.trainer)

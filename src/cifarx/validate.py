@@ -36,8 +36,12 @@ def keys_outside_schema(node, prefix: str = "") -> list[str]:
 def validate_common(cfg: DictConfig) -> None:
     """Every command: no undeclared keys, a usable seed, a reachable tracker."""
     extra = keys_outside_schema(cfg)
-    require(not extra, f"unknown config key '{extra[0] if extra else ''}' (check the spelling; "
-            "`--cfg job` shows every key)")
+    if extra:
+        from cifarx.suggest import closest, config_paths
+
+        match = closest(extra[0], [k for k in config_paths(cfg) if k not in extra])
+        raise ConfigError(f"unknown config key '{extra[0]}'" + (f"; did you mean {match}?" if match else
+                          " (check the spelling; `--cfg job` shows every key)"))
     seed = cfg.get("seed")
     if seed is not None:
         require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
@@ -78,7 +82,7 @@ def validate_evaluate(cfg: DictConfig) -> None:
             "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
     require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    _existing("data_root", cfg.data_root)
+    _existing("data.root", cfg.data.root)
 
 
 def validate_extract(cfg: DictConfig) -> None:
@@ -94,7 +98,7 @@ def validate_extract(cfg: DictConfig) -> None:
         if str(cfg.model_path).endswith(".keras"):
             check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
         validate_data(cfg.data)
-    _existing("data_root", cfg.data_root)
+    _existing("data.root", cfg.data.root)
 
 
 EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "

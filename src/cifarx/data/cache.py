@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifarx.console import working
 from cifarx.data.sources import RawData
 from cifarx.errors import DataError
 
@@ -93,7 +94,9 @@ def load_cached(cache_root: Path, key: str) -> tuple[RawData, dict] | None:
 
 def store(cache_root: Path, key: str, raw: RawData, source: str) -> dict:
     """Write ``raw`` under ``key`` atomically; returns its metadata (with the content hash)."""
-    meta = {"class_names": raw.class_names, "source": source, "sha256": content_hash(raw), "skipped": raw.skipped,
+    with working("hashing the decoded data"):
+        digest = content_hash(raw)
+    meta = {"class_names": raw.class_names, "source": source, "sha256": digest, "skipped": raw.skipped,
             "arrays": {n: {"shape": list(getattr(raw, n).shape), "dtype": str(getattr(raw, n).dtype)}
                        for n in ARRAYS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": CACHE_VERSION}
@@ -105,10 +108,11 @@ def store(cache_root: Path, key: str, raw: RawData, source: str) -> dict:
         log.warning("cannot write the data cache in %s (%s); continuing without it", cache_root, exc)
         return meta
     try:
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(raw, name)))
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        os.rename(tmp, entry)
+        with working(f"writing the data cache in {cache_root}"):
+            for name in ARRAYS:
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(raw, name)))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            os.rename(tmp, entry)
     except OSError:
         # Another job won the race (the entry exists now), or the disk is full: ours is discarded.
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from cifarx.console import progress_steps
 from cifarx.data.raw import IMAGE_SHAPE, RawData, check_size, describe_skipped, printable
 from cifarx.errors import DataError, one_line
 
@@ -30,6 +31,7 @@ MAX_IMAGE_BYTES = 64 << 20
 # Pixels (width x height) of one image, checked from its header before it is decoded (it matters for
 # other_sizes=resize: refuse and pad accept nothing larger than 32x32): ~100 MB decoded as RGB.
 MAX_IMAGE_PIXELS = 6000 * 6000
+DECODE_BLOCK = 250  # images decoded between two updates of the progress bar (a few milliseconds)
 # Full scale of a 16-bit channel: 65535 / 257 = 255 maps it onto 8 bits (PIL's convert() clips instead).
 SIXTEEN_BIT_STEP = 257
 
@@ -135,8 +137,11 @@ def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str
             raise DataError(f"'{printable(bad[0])}' in {where} is not an image file "
                             f"(expected {', '.join(sorted(IMAGE_SUFFIXES))})")
         x = np.empty((len(names), *IMAGE_SHAPE), dtype=np.uint8)
-        for i, name in enumerate(names):
-            x[i] = _decode_image(read(name), name, other_sizes)
+        starts = range(0, len(names), DECODE_BLOCK)  # the bar counts images, a block at a time
+        for start in progress_steps(starts, f"decoding {split} ({len(names):,} images)",
+                                    sizes=[min(DECODE_BLOCK, len(names) - s) for s in starts]):
+            for i in range(start, min(start + DECODE_BLOCK, len(names))):
+                x[i] = _decode_image(read(names[i]), names[i], other_sizes)
         arrays[split] = (x, np.asarray(labels, dtype=np.int64))
     return RawData(*arrays["train"], *arrays["test"], classes, skipped=skipped).check(where)
 

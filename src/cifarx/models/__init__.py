@@ -76,5 +76,9 @@ def load_model(path):
     try:
         return keras.models.load_model(str(path), safe_mode=True)
     except Exception as exc:
+        if "safe_mode" in str(exc) or "arbitrary code execution" in str(exc):
+            raise RunError(f"'{path}' holds Python code (a Lambda layer or a pickled function), which Keras' safe "
+                           "mode refuses to run; cifarx's models hold none, so this file was made elsewhere or "
+                           "changed since") from exc
         raise RunError(f"cannot load model '{path}': {one_line(str(exc))[:200] or type(exc).__name__} "
                        "(damaged, from another program, or refused by Keras' safe mode); restore it or train again") from exc
