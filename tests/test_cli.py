@@ -120,7 +120,7 @@ def test_a_config_passed_at_preflight_is_checked_again_anywhere_but_its_own_job(
 
 
 def test_tilde_and_home_expand_in_path_values(tmp_path):
-    """README commands write `data.root=~/...`: the shell leaves that '~' alone, cifarx expands it."""
+    """The docs' commands write `data.root=~/...`: the shell leaves that '~' alone, cifarx expands it."""
     home = tmp_path / "home"
     write_batches_dir(home / "data")
     result = run_cli(["data", "data.root=~/data/cifar-10-batches-py", "data.cache_dir=$HOME/cache",
@@ -148,9 +148,9 @@ def test_every_command_that_reads_data_takes_data_root_and_the_old_spelling_gets
     assert old.returncode == 2 and f"data_root is now data.root: data.root={moved}" in old.stderr
 
 
-def test_every_readme_command_with_a_tilde_passes_preflight(tmp_path, monkeypatch):
-    """The README's `data.root=~/...` commands, with those paths made under a fresh HOME: the
-    shell leaves '~' alone there, cifarx expands it (and pre-flight finds the data)."""
+def test_every_documented_command_with_a_tilde_passes_preflight(tmp_path, monkeypatch):
+    """The `data.root=~/...` commands of README.md and docs/*.md, with those paths made under a fresh
+    HOME: the shell leaves '~' alone there, cifarx expands it (and pre-flight finds the data)."""
     import re
     import shlex
     import shutil
@@ -162,9 +162,10 @@ def test_every_readme_command_with_a_tilde_passes_preflight(tmp_path, monkeypatc
     monkeypatch.setenv("HOME", str(tmp_path))
     made = {"cifar10-jpeg.zip": lambda p: shutil.move(write_zip(tmp_path / "z"), p),
             "fashion-mnist-png": lambda p: shutil.move(write_image_dir(tmp_path / "f"), p)}
-    commands = [line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    commands = [line.split("#")[0].strip() for page in pages for line in page.read_text().splitlines()
                 if re.match(r"\s*cifarx \w+ .*=~/", line)]
-    assert len(commands) >= 2
+    assert len(commands) >= 3 and any("fashion-mnist-png" in command for command in commands)
     for command in commands:
         words = shlex.split(command)[1:]
         for word in words:

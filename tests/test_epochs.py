@@ -192,9 +192,28 @@ def test_ctrl_c_mid_epoch_removes_the_bar_and_ends_with_the_resume_line(tmp_path
     assert not any(BAR in line for line in lines), "\n".join(lines)
     expected = (f"cifarx train: interrupted; kept 1 finished epoch (last.keras) in {out}; "
                 f"continue with: cifarx train resume={out}")
-    assert lines[-1] == expected, "\n".join(lines)
-    assert sum(expected in line for line in lines) == 1  # once: the log line is not printed again
+    start = max(i for i, line in enumerate(lines) if line.startswith("cifarx train: interrupted"))
+    assert " ".join(line.strip() for line in lines[start:]) == expected, "\n".join(lines)  # the last line(s)
+    assert all(len(line) <= 80 for line in lines[start:])  # broken between words at the terminal's width
+    assert sum(line.startswith("cifarx train: interrupted") for line in lines) == 1  # not printed again by the log
     assert re.findall(r"epoch (\d)/3 ", "\n".join(lines)) == ["1"]  # epoch 2 never finished
     log = (out / "train.log").read_text()
     assert log.count(expected) == 1 and log.rstrip().endswith(expected)
     assert json.loads((out / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_live_lines_leave_room_for_the_echoed_ctrl_c(monkeypatch):
+    """A terminal echoes "^C" after the cursor: on a bar as wide as the terminal it wraps onto a new
+    line, erasing the bar then erases that line, and the bar stayed on screen (seen in tmux)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn
+
+    from cifarx import console
+
+    monkeypatch.setattr(console, "_ERR", Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None))
+    bar = console.live_bar(TextColumn("{task.description}"), BarColumn(bar_width=None), transient=True)
+    bar.add_task("epoch 3/5 (steps by 8)", total=10)
+    with console.err_console().capture() as drawn:
+        console.err_console().print(bar.get_renderable())
+    widths = [len(line) for line in drawn.get().splitlines()]
+    assert widths and max(widths) <= 80 - console.ECHO_MARGIN

@@ -88,18 +88,18 @@ def test_augmentation_layer_survives_save_and_load(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def _readme_block(marker: str) -> str:
-    """The fenced code block of the README's development section that starts with ``marker``."""
+def _docs_block(marker: str) -> str:
+    """The fenced code block of docs/development.md ("Adding a model") that starts with ``marker``."""
     import re
 
     from conftest import REPO
 
-    blocks = re.findall(r"```(?:python|yaml)\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```(?:python|yaml)\n(.*?)```", (REPO / "docs" / "development.md").read_text(), re.S)
     return next(b for b in blocks if b.startswith(marker))
 
 
-def test_a_new_model_is_one_class_and_one_yaml_file_as_the_readme_shows(tmp_path, monkeypatch, batches_dir):
-    """The README's two files, added outside the package: the model trains, the bad value is refused."""
+def test_a_new_model_is_one_class_and_one_yaml_file_as_the_docs_show(tmp_path, monkeypatch, batches_dir):
+    """docs/development.md's two files, added outside the package: the model trains, the bad value is refused."""
     import json
 
     import cifarx.models
@@ -108,10 +108,10 @@ def test_a_new_model_is_one_class_and_one_yaml_file_as_the_readme_shows(tmp_path
 
     code = tmp_path / "code"
     code.mkdir()
-    (code / "tiny.py").write_text(_readme_block("# src/cifarx/models/tiny.py"))
+    (code / "tiny.py").write_text(_docs_block("# src/cifarx/models/tiny.py"))
     monkeypatch.setattr(cifarx.models, "__path__", [*cifarx.models.__path__, str(code)])
     (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "tiny.yaml").write_text(_readme_block("# conf/model/tiny.yaml"))
+    (tmp_path / "conf" / "model" / "tiny.yaml").write_text(_docs_block("# conf/model/tiny.yaml"))
     common = [f"hydra.searchpath=[file://{config_dir()}/commands/train,file://{tmp_path / 'conf'}]",
               f"data.root={batches_dir}", f"data.cache_dir={tmp_path / 'cache'}", "trainer.epochs=1", "model=tiny"]
     result = run_cli(["train", *common, "model.filters=8", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)

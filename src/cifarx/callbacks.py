@@ -172,13 +172,11 @@ class LiveProgress(EpochLog):
 
     def on_train_begin(self, logs=None):
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-        from rich.progress import Progress as Bar
 
-        from cifarx.console import err_console
+        from cifarx.console import live_bar
 
-        self._progress = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True,
-                             console=err_console())
+        self._progress = live_bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=True)
         track_live(self._progress)  # a Ctrl-C skips on_train_end: cifarx.runtime removes the bar then
         self._progress.start()
         self._task = None

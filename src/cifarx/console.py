@@ -46,6 +46,23 @@ def err_console() -> Console:
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # live displays (progress bars) that may be on screen
 
 
+ECHO_MARGIN = 3  # columns a live line leaves free: the terminal echoes "^C" after it on Ctrl-C
+
+
+def live_bar(*columns, **kwargs):
+    """A rich ``Progress`` on :func:`err_console` whose lines stay ECHO_MARGIN columns short of the
+    terminal's width: a line that filled it would let the echoed "^C" wrap onto a new line, and
+    erasing the bar would then erase that line instead, leaving the bar on screen."""
+    from rich.constrain import Constrain
+    from rich.progress import Progress
+
+    class _Narrow(Progress):
+        def get_renderable(self):
+            return Constrain(super().get_renderable(), width=max(20, err_console().width - ECHO_MARGIN))
+
+    return _Narrow(*columns, console=err_console(), **kwargs)
+
+
 def track_live(live) -> None:
     """Register a rich ``Progress`` (or ``Live``) that :func:`close_live` stops if the work is cut short."""
     _LIVE.add(live)
@@ -191,10 +208,10 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
 
         yield log_now_and_then
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console(), transient=True) as bar:
+    with live_bar(*columns, transient=True) as bar:
         track_live(bar)  # a Ctrl-C in the caller's loop leaves a generator suspended, its bar drawn
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
@@ -221,9 +238,9 @@ def working(description: str) -> Iterator[None]:
             stop.set()
             ticker.join()
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=err_console(),
+    with live_bar(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(),
                   transient=True) as spinner:
         track_live(spinner)
         spinner.add_task(description, total=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 log = logging.getLogger("cifarx")
 
-# What to install so each backend sees an NVIDIA GPU (the README's "On a GPU" section says more).
+# What to install so each backend sees an NVIDIA GPU ("On a GPU" in docs/performance.md says more).
 GPU_FIX = {
     "tensorflow": "pip install 'cifarx[cuda]' (TensorFlow with its CUDA libraries), or train on JAX: "
                   "pip install 'cifarx[jax-cuda]' and set KERAS_BACKEND=jax",

@@ -106,8 +106,19 @@ def render(command: str, cfg, topic: str | None) -> tuple[str, str | None]:
     sections = build_sections(cfg, meanings(command, choices), _titles(command, cfg, choices, groups))
     if topic is None:
         template = OmegaConf.to_container(cfg.hydra.help, resolve=True)["template"]
-        return template.replace("$CONFIG", format_sections(sections)), None
+        before, _, after = template.partition("$CONFIG")
+        return _fit(before) + format_sections(sections) + _fit(after), None
     return narrow(command, topic, sections, groups, choices)
+
+
+def _fit(text: str) -> str:
+    """The page's frame (header, groups, footer) broken between words on a terminal; whole in a pipe."""
+    import shutil
+    import sys
+
+    from cifarx.console import wrap_words
+
+    return wrap_words(text, shutil.get_terminal_size().columns) if sys.stdout.isatty() else text
 
 
 def _titles(command: str, cfg, choices: dict, groups: dict) -> dict[str, str]:

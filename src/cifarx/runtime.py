@@ -242,11 +242,13 @@ def _tell(message: str) -> None:
     """``message`` on the terminal, through the console live progress uses (so on a line of its
     own), and in the run's log file: logged through the ``cifarx`` logger marked for the log
     file only (``cifarx.console.ConsoleHandler`` would print it a second time)."""
-    from cifarx.console import err_console
+    from cifarx.console import err_console, wrap_words
 
     if log.hasHandlers():  # else logging's last-resort handler would print it on stderr again
         log.warning(message, extra={"log_file_only": True})
-    err_console().print(message, markup=False, highlight=False, soft_wrap=True)
+    out = err_console()
+    out.print(wrap_words(message, out.width) if out.is_terminal else message, markup=False, highlight=False,
+              soft_wrap=True)
 
 
 def _task_overrides() -> list[str]:
