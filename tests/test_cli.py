@@ -45,7 +45,7 @@ def test_unknown_command_is_one_line(tmp_path):
     result = run_cli(["trian"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("cifarx: error: unknown command 'trian'; choose one of: "
-                                     "train, evaluate, data, extract, classic, compare")
+                                     "train, evaluate, data, extract, classic, compare, search")
 
 
 GROUPS = {"train": {"model", "optimizer", "schedule", "data", "split", "logger", "experiment", "hparams_search"},
@@ -175,3 +175,22 @@ def test_every_documented_command_with_a_tilde_passes_preflight(tmp_path, monkey
                 if not target.exists():
                     made[target.name](target)
         assert preflight(words[0], split_overrides(expand_paths(words[1:]))) is None, command
+
+
+def test_path_expansion_covers_every_sweep_item_and_only_home():
+    import os
+
+    from cifarx.overrides import expand_paths
+
+    home = os.path.expanduser("~")
+    assert expand_paths(["data.root=~/a,~/b", "run=${HOME}/x", "run=$HOMEBREW/y", "seed=1"]) == [
+        f"data.root={home}/a,{home}/b", f"run={home}/x", "run=$HOMEBREW/y", "seed=1"]
+
+
+def test_suggestions_stay_within_a_known_section():
+    from cifarx.suggest import closest
+
+    keys = ["optimizer.learning_rate", "optimizer.rho", "optimizer.use_ema", "trainer.batch_size", "trainer.epochs"]
+    assert closest("optimizer.lr", keys) == "optimizer.learning_rate"  # a habit from other tools
+    assert closest("trainer.bs", keys) == "trainer.batch_size"
+    assert closest("optimizer.beta9", keys) is None  # nothing close among its siblings: no nonsense

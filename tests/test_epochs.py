@@ -217,3 +217,46 @@ def test_live_lines_leave_room_for_the_echoed_ctrl_c(monkeypatch):
         console.err_console().print(bar.get_renderable())
     widths = [len(line) for line in drawn.get().splitlines()]
     assert widths and max(widths) <= 80 - console.ECHO_MARGIN
+
+
+def test_an_error_mid_epoch_clears_the_bar_before_it_is_reported(tmp_path, data, monkeypatch):
+    """Keras skips on_train_end when an exception escapes fit: the bar was left drawn (and its
+    refresh thread running) above the error."""
+    pyte = pytest.importorskip("pyte")
+    from rich.console import Console
+
+    from cifarx import callbacks, console
+
+    raw = io.StringIO()
+    monkeypatch.setattr(console, "_ERR", Console(file=raw, force_terminal=True, width=80, height=60,
+                                                 color_system=None, highlight=False, soft_wrap=True))
+    monkeypatch.setattr(console, "is_interactive", lambda: True)
+    monkeypatch.setattr(callbacks, "is_interactive", lambda: True)
+
+    class BrokenInEpoch1(callbacks.LiveProgress):
+        async_safe = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            self._progress.refresh()
+            raise RuntimeError("a bug in the middle of an epoch")
+
+    monkeypatch.setattr(callbacks, "LiveProgress", BrokenInEpoch1)
+    result = run_cli(["train", *tiny_train_overrides(*data, epochs=2), "trainer.batch_size=8",
+                      "trainer.steps_per_execution=1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 1 and BAR in raw.getvalue()
+    screen = pyte.Screen(400, 60)
+    pyte.Stream(screen).feed(raw.getvalue().replace("\n", "\r\n"))
+    assert not any(BAR in line for line in screen.display)
+
+
+def test_ctrl_c_before_a_run_begins_is_one_line(tmp_path, monkeypatch):
+    import cifarx.cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cifarx.cli, "preflight", interrupted)
+    result = run_cli(["train", "trainer.epochs=1"], cwd=tmp_path)
+    assert result.returncode == 130
+    assert result.stderr.strip() == "cifarx: interrupted before any run began; nothing was written"

@@ -108,7 +108,8 @@ def test_evaluate_reproduces_the_training_run(trained):
     assert metrics["source_run"] == str(run)
     assert (ev / "confusion_matrix.png").exists()
     now = f"{metrics['test_accuracy']:.4f}"
-    assert f"test accuracy {now} now, {train_metrics['test_accuracy']:.4f} recorded by the run" in result.stderr
+    assert f"test accuracy {now} now (model weights, tta none), {train_metrics['test_accuracy']:.4f} recorded by " \
+           f"the run ({train_metrics['evaluated_checkpoint']} weights, tta none)" in result.stderr
 
 
 def test_two_runs_started_at_once_get_their_own_directories(tmp_path):

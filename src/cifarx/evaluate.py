@@ -94,6 +94,7 @@ def _batch_counter(advance: Callable[[int], None], batch_size: int, total: int):
     import keras
 
     class BatchCounter(keras.callbacks.Callback):
+        async_safe = True  # counts only: Keras need not wait for each batch's outputs (JAX)
         done = 0
 
         def on_predict_batch_end(self, batch, logs=None):
@@ -238,8 +239,11 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
     tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
     metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta, figures=bool(cfg.figures))
-    recorded = (extra["source_metrics"] or {}).get("test_accuracy")
-    log.info("test accuracy %.4f now, %s recorded by the run (%s checkpoint, tta %s)", metrics["test_accuracy"],
-             f"{recorded:.4f}" if isinstance(recorded, (int, float)) else "none", cfg.checkpoint, tta)
+    source = extra["source_metrics"] or {}
+    recorded = source.get("test_accuracy")
+    log.info("test accuracy %.4f now (%s weights, tta %s), %s recorded by the run (%s weights, tta %s)",
+             metrics["test_accuracy"], cfg.checkpoint, tta,
+             f"{recorded:.4f}" if isinstance(recorded, (int, float)) else "none",
+             source.get("evaluated_checkpoint", "?"), source.get("tta", "?"))
     return metrics
 

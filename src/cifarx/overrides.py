@@ -101,12 +101,19 @@ HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--re
 
 
 def expand_paths(args: Sequence[str]) -> list[str]:
-    """``args`` with '~' and '$HOME' expanded in the values of PATH_KEYS overrides."""
+    """``args`` with '~', '$HOME' and '${HOME}' expanded in the values of PATH_KEYS overrides, in
+    each item of a sweep's comma-separated list."""
+    home = os.path.expanduser("~")
+
+    def expand(item: str) -> str:
+        item = re.sub(r"\$(?:\{HOME\}|HOME\b)", lambda _: home, item)
+        return os.path.expanduser(item) if item.startswith("~") else item
+
     out = []
     for arg in args:
         key, eq, value = arg.partition("=")
-        if eq and key.lstrip("+") in PATH_KEYS and (value.startswith("~") or "$HOME" in value):
-            value = os.path.expanduser(value.replace("${HOME}", "$HOME").replace("$HOME", os.path.expanduser("~")))
+        if eq and key.lstrip("+") in PATH_KEYS and ("~" in value or "$" in value):
+            value = ",".join(expand(item) for item in value.split(","))
         out.append(f"{key}{eq}{value}")
     return out
 

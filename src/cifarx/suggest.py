@@ -23,13 +23,19 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     parent, _, leaf = word.rpartition(".")
     if parent:
         siblings = {c.rpartition(".")[2]: c for c in names if c.rpartition(".")[0] == parent}
+        leaf = ALIASES.get(leaf, leaf)
         match = _best(leaf, list(siblings))
         if match:
             return siblings[match]
+        if siblings:  # a known section: a key from elsewhere (or the section itself) would mislead
+            return None
     same_leaf = [c for c in names if c.rpartition(".")[2] == leaf]
     if len(same_leaf) == 1:
         return same_leaf[0]
     return _best(word, names)
+
+
+ALIASES = {"lr": "learning_rate", "bs": "batch_size", "epoch": "epochs"}  # habits from other tools
 
 
 def _best(word: str, names: list[str]) -> str | None:

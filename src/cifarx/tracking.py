@@ -110,7 +110,10 @@ def start(command: str, cfg, run, store) -> Tracker:
         tracker.log_params(params)
     if tracker is None:
         tracker = Tracker(client, run_id, uri)
-        logged = tracker._safely("reading the epochs logged", client.get_metric_history, run_id, "epoch_loss")
+        try:  # a failed look-up must not switch tracking off: new runs count from 1 anyway
+            logged = client.get_metric_history(run_id, "epoch_loss")
+        except Exception:
+            logged = []
         if logged and min(m.step for m in logged) == 0:  # logged by a cifarx that counted epochs from 0
             tracker.first_step = 0
     tracker.set_tags({
