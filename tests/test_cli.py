@@ -194,3 +194,9 @@ def test_suggestions_stay_within_a_known_section():
     assert closest("optimizer.lr", keys) == "optimizer.learning_rate"  # a habit from other tools
     assert closest("trainer.bs", keys) == "trainer.batch_size"
     assert closest("optimizer.beta9", keys) is None  # nothing close among its siblings: no nonsense
+
+
+def test_a_typo_in_evaluates_own_data_section_is_a_typo_not_another_commands_key(tmp_path):
+    result = run_cli(["evaluate", "run=/somewhere", "data.roots=/x"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown config key 'data.roots'; did you mean data.root?" in result.stderr

@@ -109,37 +109,7 @@ def test_cluster_sweep_through_submitit_local_executor(tmp_path):
     assert slurm.returncode == 0 and "SlurmLauncher" in slurm.stdout and "gpus_per_node: 1" in slurm.stdout
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                    reason="hydra-optuna-sweeper is not installed")
-def test_optuna_search_of_three_trials_writes_its_best_parameters(tmp_path):
-    import yaml
-
-    root = write_batches_dir(tmp_path / "data")
-    result = run_cli(["train", "hparams_search=simple_cnn_optuna", "hydra.sweeper.n_trials=3",
-                      f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1",
-                      "model.filters=[4,8,8]"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "outputs" / "train" / "multirun").iterdir()
-    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert set(best["best_params"]) == {"optimizer.learning_rate", "trainer.batch_size", "model.width",
-                                        "schedule", "optimizer"}
-    with open(sweep_dir / "summary.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 3
-    assert best["best_value"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
-
-
-@pytest.mark.parametrize("args, says", [
-    (["split=none"], "needs a validation split"),
-    (["objective=test_accuracy"], "would let the search select on the test set"),
-    (["objective=val_loss"], "with hydra.sweeper.direction=maximize would pick the worst trial"),
-])
-def test_a_search_never_selects_on_the_test_set(tmp_path, args, says):
-    result = run_cli(["train", "hparams_search=simple_cnn_optuna", "hydra.sweeper.n_trials=2", *args], cwd=tmp_path)
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and says in lines[0], result.stderr
-    assert not (tmp_path / "outputs").exists()
+# The Optuna search (formerly hydra-optuna-sweeper) and its objective guard: tests/test_search.py.
 
 
 def test_a_job_without_its_objective_returns_nothing_to_the_sweeper(tmp_path):

@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `cifarx --help | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # before a run began (loading, pre-flight): a run says more itself
+        print("cifarx: interrupted before any run began; nothing was written", file=sys.stderr)
+        return 130
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +76,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(None, f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
     if not command.hydra:
         return int(load(command.target)(rest) or 0)
+    if name == "train" and any(a.startswith("hparams_search=") for a in rest):
+        return fail(name, "an Optuna search is its own command now: cifarx search hparams_search=<space> "
+                          "[train overrides] (pip install \"cifarx[search]\"; docs/sweeps.md)")
     habit = flag_habit(rest) or renamed_key(rest)
     if habit:
         return fail(name, habit)

@@ -38,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm",
                        "cifarx.validate:validate_classic", loading="scikit-learn and the features"),
     "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
+    "search": Command("cifarx.search:main", "Optuna search: many workers on one study, pruning (cifarx[search])",
+                      hydra=False),
 }
 
 

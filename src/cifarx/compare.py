@@ -19,7 +19,8 @@ from typing import Any, Sequence
 log = logging.getLogger("cifarx")
 
 COLUMNS = ["run", "command", "status", "overrides", "train_accuracy", "val_accuracy", "test_accuracy",
-           "seconds", "error", "experiment", "reference_accuracy", "epochs", "device", "model", "tta", "resumed"]
+           "seconds", "error", "experiment", "reference_accuracy", "epochs", "device", "model", "tta", "resumed",
+           "trial", "objective"]  # trial, objective: a `cifarx search` trial (its trial.json)
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -97,6 +98,7 @@ def row_for(run: Path) -> dict[str, Any]:
                   "error": status.get("error") or "stopped without finishing (process gone)"}
     seconds = metrics.get("seconds", metrics.get("fit_seconds", status.get("seconds")))
     experiment, reference = _reference(run)
+    trial, _ = _read(run / "trial.json")  # a search's trial: its number and objective (a pruned one's last epoch's)
 
     def number(value):
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -107,7 +109,9 @@ def row_for(run: Path) -> dict[str, Any]:
             "seconds": number(seconds), "error": status.get("error", ""), "experiment": experiment,
             "reference_accuracy": number(reference), "epochs": metrics.get("epochs"), "device": metrics.get("device"),
             "model": metrics.get("model") or metrics.get("classifier"), "tta": metrics.get("tta"),
-            "resumed": bool(metrics.get("resumed"))}
+            "resumed": bool(metrics.get("resumed")),
+            "trial": trial.get("number") if isinstance(trial.get("number"), int) else None,
+            "objective": number(trial.get("value"))}
 
 
 def table(paths: Sequence[str | Path], sort_by: str = "val_accuracy") -> list[dict[str, Any]]:
@@ -180,6 +184,14 @@ def print_rows(rows: list[dict[str, Any]], title: str, common: Path | None = Non
             return Path(run).name.split("_", 1)[0]  # the job number
         return str(Path(run).relative_to(shared)) if shared is not None else run  # what tells the runs apart
 
+    if any(r.get("trial") is not None for r in rows):  # a search: trial, state, objective first
+        print_table(title, ["trial", "state", "objective", "overrides", "val acc", "test acc", "epochs", "seconds"],
+                    [["-" if r.get("trial") is None else r["trial"], r["status"],
+                      "-" if r.get("objective") is None else float(r["objective"]), diff or "-",
+                      *("-" if r[k] is None else float(r[k]) for k in ("val_accuracy", "test_accuracy")),
+                      r.get("epochs") or "-", "-" if r["seconds"] is None else f"{float(r['seconds']):.1f}"]
+                     for r, diff in zip(rows, varying(rows))])
+        return
     print_table(title, ["run", "status", "overrides", "train acc", "val acc", "test acc", "seconds"],
                 [[name(r["run"]), r["status"], diff or "-",
                   *("-" if r[k] is None else float(r[k]) for k in ("train_accuracy", "val_accuracy", "test_accuracy")),

@@ -21,6 +21,10 @@ class RunError(CifarxError):
     """A run directory that is missing, incomplete or of the wrong kind."""
 
 
+class Pruned(Exception):
+    """A search's pruner stopped this trial after an epoch (cifarx.search): not an error."""
+
+
 class TrainingDiverged(CifarxError):
     """The loss became NaN or infinite."""
 
@@ -81,11 +85,13 @@ def describe_compose_error(exc: BaseException, command: str | None = None, overr
     if isinstance(cause, ConfigKeyError) or unknown_key:
         key = getattr(cause, "full_key", None) or (override.group(1) if override else "")
         users = commands_with_group(key.split(".")[0]) if key else []
-        owners = [c for c in users if c != command] if command not in users else []  # another command's group
+        known = known_keys(command, overrides or [], key) if command and key else []
+        ours = any(k.split(".")[0] == key.split(".")[0] for k in known)  # a section of this command (evaluate's data)
+        owners = [c for c in users if c != command] if command not in users and not ours else []  # another command's
         if owners:
             return f"{key} is not an option of {f'cifarx {command}' if command else 'this command'}; it belongs to " \
                    + " and ".join(f"cifarx {c}" for c in owners)
-        hint = key_hint(command, key, known_keys(command, overrides or [], key), overrides) if command and key else ""
+        hint = key_hint(command, key, known, overrides) if command and key else ""
         listing = f"`cifarx {command} --help` lists every key" if command else "`--cfg job` shows every key"
         return f"unknown config key '{key}'" + (hint or f" (check the spelling; {listing})")
     if isinstance(cause, ValidationError):

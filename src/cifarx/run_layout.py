@@ -7,5 +7,5 @@ CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
 EPOCH_RECORD = "cifarx_epochs.json"  # inside a .keras checkpoint: how many epochs it holds
 LOCK_FILE = ".cifarx.lock"
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: a search stopped it early
 STOPPED = "stopped"  # shown for a 'running' run whose process is gone (its lock is free)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import CifarxError, one_line
+from cifarx.errors import CifarxError, Pruned, one_line
 from cifarx.ownership import _CLAIMED, claim_run_dir, hydra_files, release_run_dir  # noqa: F401
 
 log = logging.getLogger("cifarx")
@@ -159,7 +159,12 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         if COMMANDS[command].keras:
             import_keras_quietly()
         run.tracker = tracking.start_for(command, cfg, run, store, resuming)
-        result = fn(cfg, run)
+        try:
+            result = fn(cfg, run)
+        finally:  # a bar an error cut short (Keras skips on_train_end then) goes before anything is said
+            from cifarx.console import close_live
+
+            close_live()
     except CifarxError as exc:
         message = one_line(str(exc))
         if run.has_results or multirun:
@@ -183,6 +188,13 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
             raise
         _tell(_interrupted_line(command, run))
         sys.exit(130)
+    except Pruned:  # a search's pruner stopped it: history.csv stays, the search records the trial
+        from cifarx.console import close_live
+
+        close_live()
+        _record(run, "pruned")
+        tracking.end_for(run, "KILLED", cfg)
+        raise
     except Exception as exc:
         if resuming and not run.begun:  # a bug, not the run's fault: it stays exactly as it was
             raise

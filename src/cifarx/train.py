@@ -47,6 +47,7 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
     cbs += instantiate(cfg.schedule, "schedule").callbacks() if stage == 1 else []
     if cfg.trainer.tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=str(run.file("tensorboard"))))
+    cbs += list(getattr(run, "epoch_callbacks", ()))  # last: a search's pruning report (cifarx.search)
     return cbs, progress
 
 
