@@ -104,6 +104,53 @@ def test_a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(tmp_p
     assert "trial" in shown.stdout and "objective" in shown.stdout and "pruned" in shown.stdout
 
 
+def test_with_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, data, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    import cifarx.search
+
+    monkeypatch.setattr(cifarx.search, "make_pruner", lambda settings: _PruneTrialOne())
+    out, uri = tmp_path / "search", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _study(out)
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cifarx").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("cifarx.search_study") == "simple_cnn_optuna"
+               and "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    children = {int(r.data.tags["cifarx.trial"]): r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert sorted(children) == [0, 1, 2] and len(runs) == 4
+    assert {n: (r.data.tags["cifarx.trial_state"], r.info.status) for n, r in children.items()} == {
+        0: ("complete", "FINISHED"), 1: ("pruned", "KILLED"), 2: ("complete", "FINISHED")}
+    for t in study.trials:
+        child = children[t.number]
+        assert t.user_attrs["mlflow_run_id"] == child.info.run_id
+        assert {k: child.data.params[f"trial.{k}"] for k in t.params} == {k: str(v) for k, v in t.params.items()}
+        history = client.get_metric_history(child.info.run_id, "trial_val_accuracy")
+        assert sorted((m.step, m.value) for m in history) == sorted(t.intermediate_values.items())
+    assert sorted(study.trials[1].intermediate_values) == [1, 2]
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.tags["cifarx.best_trial"] == str(study.best_trial.number)
+    assert parent.data.tags["cifarx.best_run_dir"] == study.best_trial.user_attrs["run_dir"]
+    assert parent.data.tags["cifarx.best_run_id"] == children[study.best_trial.number].info.run_id
+    again = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}"),
+                    cwd=tmp_path)  # a continued (here: finished) search finds the same parent run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(client.search_runs([parent.info.experiment_id])) == 4
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    from cifarx.testing import compose
+    from cifarx.tracking import search_parent
+
+    storage = parent.data.tags["cifarx.search_storage"]  # two workers that both made one: the oldest is it
+    client.create_run(parent.info.experiment_id, tags={"cifarx.search_study": "simple_cnn_optuna",
+                                                       "cifarx.search_storage": storage})
+    logger_cfg = compose("train", ["logger=mlflow", f"logger.tracking_uri={uri}"]).logger
+    assert search_parent(logger_cfg, "simple_cnn_optuna", storage, {}).run_id == parent.info.run_id
+
+
 def test_a_killed_search_continues_with_the_same_command(tmp_path, data):
     out = tmp_path / "search"
     args = _args(data, out, "search.pruner=none", epochs=1)

@@ -190,6 +190,7 @@ class Plan:
         self.storage = str(s.storage) if s.storage else str(self.dir / "study.journal")
         env_worker = os.environ.get("SLURM_ARRAY_TASK_ID")
         self.worker = int(s.worker) if s.worker is not None else int(env_worker) if env_worker else 0
+        self.mlflow_parent = None  # logger=mlflow: the study's parent run (a cifarx.tracking.Tracker)
 
     def check(self) -> None:
         """Compose a trial's config (the first value of every choice) and run the train pre-flight
@@ -308,12 +309,16 @@ def pruning_callback(trial, objective: str, worker: dict):
     from cifarx.errors import Pruned
 
     class ReportToOptuna(keras.callbacks.Callback):
+        tracker = None  # logger=mlflow: the trial's MLflow run, which gets each reported value too
+
         def on_epoch_end(self, epoch, logs=None):
             value = (logs or {}).get(objective)
             if value is None:
                 return
             step = epoch + 1  # the 1-based epoch, as history.csv counts
             trial.report(float(value), step)
+            if self.tracker is not None:
+                self.tracker.log_metrics({f"trial_{objective}": float(value)}, step=step)
             trial.set_user_attr("heartbeat", time.time())
             trial.set_user_attr("last_value", float(value))
             if trial.should_prune():
@@ -341,8 +346,20 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
     objective = str(cfg.objective)
     callback = pruning_callback(trial, objective, owner)
 
+    trackers = []
+
     def train(cfg, run):
         run.epoch_callbacks = [callback]
+        tracker = getattr(run, "tracker", None)
+        if tracker is not None:  # logger=mlflow: a child of the study's parent run
+            trackers.append(tracker)
+            callback.tracker = tracker
+            trial.set_user_attr("mlflow_run_id", tracker.run_id)
+            parent = plan.mlflow_parent
+            tracker.set_tags({"mlflow.parentRunId": parent.run_id if parent is not None else None,
+                              "cifarx.search_study": plan.study, "cifarx.trial": trial.number,
+                              "cifarx.trial_state": "running"})
+            tracker.log_params({f"trial.{k}": v for k, v in trial.params.items()})
         return run_train(cfg, run)
 
     state, value = "failed", None
@@ -358,6 +375,8 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
             raise KeyboardInterrupt from None
         raise TrialFailed(f"train exited {exc.code}") from None
     finally:
+        for tracker in trackers:  # the MLflow run has ended; its tag says how the trial did
+            tracker.set_tags({"cifarx.trial_state": TRIAL_STATES.get(state, "failed")})
         if run_dir.exists():
             record = {"study": plan.study, "number": trial.number, "state": state, "objective": objective,
                       "value": value if value is not None else trial.user_attrs.get("last_value"),
@@ -372,6 +391,53 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
 
 class TrialFailed(Exception):
     pass
+
+
+TRIAL_STATES = {"completed": "complete", "pruned": "pruned"}  # the tag cifarx.trial_state; else: failed
+
+
+# --------------------------------------------------------------------------- MLflow: the study's parent run
+
+
+def mlflow_logger(plan: Plan):
+    """The trials' logger config when it is ``logger=mlflow`` (None otherwise)."""
+    from cifarx.testing import compose
+
+    logger_cfg = compose("train", plan.train).get("logger")
+    return logger_cfg if logger_cfg is not None and str(logger_cfg.name) == "mlflow" else None
+
+
+def open_parent(plan: Plan):
+    """With logger=mlflow: the study's MLflow parent run (a Tracker), shared by every worker and by a
+    continued search; None otherwise. A ConfigError when the store cannot be reached."""
+    logger_cfg = mlflow_logger(plan)
+    if logger_cfg is None:
+        return None
+    from cifarx.errors import CifarxError
+    from cifarx.tracking import search_parent
+
+    try:
+        return search_parent(logger_cfg, plan.study, storage_label(plan.storage),
+                             {"search_dir": str(plan.dir), "hparams_search": plan.space_name,
+                              "overrides": " ".join(plan.train)})
+    except CifarxError as exc:
+        raise SearchError(_one_line(exc)) from None
+
+
+def close_parent(plan: Plan, summary: dict[str, Any], study) -> None:
+    """Best value and best trial onto the parent run (best effort: the trials are recorded already)."""
+    parent = plan.mlflow_parent
+    if parent is None:
+        return
+    from optuna.trial import TrialState
+
+    try:
+        from cifarx.tracking import finish_search_parent
+
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        finish_search_parent(parent, summary, done=not running)
+    except Exception as exc:
+        _say(plan, f"MLflow: could not update the study's parent run ({_one_line(exc)[:200]})")
 
 
 # --------------------------------------------------------------------------- the worker loop
@@ -390,6 +456,7 @@ def run_worker(plan: Plan) -> dict[str, int]:
                                 sampler=optuna.samplers.TPESampler(seed=seed + plan.worker),
                                 pruner=make_pruner(s))
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "worker": plan.worker}
+    plan.mlflow_parent = open_parent(plan)
     n_trials = int(s.n_trials)
     tally = {"complete": 0, "pruned": 0, "failed": 0}
     abandoned = fail_abandoned(study, storage, s.stale_after)
@@ -424,7 +491,7 @@ def run_worker(plan: Plan) -> dict[str, int]:
         study.tell(trial, value)
         tally["complete"] += 1
         _say(plan, f"trial {trial.number} complete: {value:.4f}")
-    write_summary(plan, study)
+    close_parent(plan, write_summary(plan, study), study)
     return tally
 
 
@@ -467,7 +534,9 @@ def write_summary(plan: Plan, study) -> dict[str, Any]:
                "counts": {state: sum(r["state"] == state for r in rows)
                           for state in ("complete", "pruned", "fail", "running")},
                "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
-                                                  "run_dir": best.user_attrs.get("run_dir")},
+                                                  "run_dir": best.user_attrs.get("run_dir"),
+                                                  **({"mlflow_run_id": best.user_attrs["mlflow_run_id"]}
+                                                     if best.user_attrs.get("mlflow_run_id") else {})},
                "trials": rows}
     if best is not None:
         study.set_user_attr("best_run_dir", best.user_attrs.get("run_dir"))
@@ -528,11 +597,13 @@ def main(argv: Sequence[str]) -> int:
     _stop_on_sigterm()
     try:
         if int(plan.settings.workers) > 1:
+            plan.mlflow_parent = open_parent(plan)  # made once here: the workers find it
             code = _launch_workers(plan)
             import optuna
 
             study = optuna.load_study(study_name=plan.study, storage=open_storage(plan.storage))
             summary = write_summary(plan, study)
+            close_parent(plan, summary, study)
         else:
             import_keras_quietly()
             run_worker(plan)

@@ -46,7 +46,13 @@ from cifarx.tracking_store import (  # noqa: F401  (re-exported)
     store_of,
     ui_command,
 )
-from cifarx.tracking_sweep import PARENT_FILE, finish_sweep, start_sweep  # noqa: F401  (re-exported)
+from cifarx.tracking_sweep import (  # noqa: F401  (re-exported)
+    PARENT_FILE,
+    finish_search_parent,
+    finish_sweep,
+    search_parent,
+    start_sweep,
+)
 
 log = logging.getLogger("cifarx")
 
