@@ -391,3 +391,20 @@ def test_a_model_file_with_python_code_is_refused_in_one_whole_sentence(tmp_path
     message = str(refused.value)
     assert "holds Python code (a Lambda layer" in message and "safe mode refuses to run" in message
     assert message.endswith("changed since") and "\n" not in message
+
+
+def test_an_in_process_resume_ignores_a_previous_hydra_jobs_overrides(tmp_path, finished, monkeypatch):
+    """run_command(..., run_dir=...) from a library or a search: Hydra's global state, if any, is a
+    previous job's, and its trainer.epochs once cut a resumed run short (found by CI's test order)."""
+    from cifarx import runtime
+    from cifarx.testing import compose
+    from cifarx.train import run_train
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished, run)
+    edit_config(run, lambda c: c["trainer"].update(epochs=2))
+    (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()),
+                                                 "status": "interrupted"}))
+    monkeypatch.setattr(runtime, "_task_overrides", lambda: ["trainer.epochs=1"])  # a stale job's
+    runtime.run_command("train", run_train, compose("train", [f"resume={run}"]), run_dir=run)
+    assert metrics(run)["epochs"] == 2 and status(run) == "completed"

@@ -95,6 +95,7 @@ class RunDir:
         self.begun = False  # after begin(), the directory must exist: it is never silently recreated
         self.tracker = None  # the run's MLflow tracker (cifarx.tracking), with logger=mlflow
         self.resumed = False  # continuing an earlier process's run: its provenance gets an entry of ours
+        self.from_hydra_job = False  # made by the Hydra job running now (its overrides are this run's)
         self._resume_entry: int | None = None  # our entry's index in provenance's "resumes"
 
     @classmethod

@@ -114,9 +114,10 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     from cifarx.artifacts import RunDir
 
     run = RunDir(run_dir, command) if run_dir is not None else RunDir.from_hydra(command)
+    run.from_hydra_job = run_dir is None
     from cifarx.console import in_sweep
 
-    multirun = in_sweep()
+    multirun = in_sweep() and run_dir is None  # Hydra's state is this job's only when Hydra runs it
     resuming = command == "train" and cfg.get("resume") is not None
     _stop_on_sigterm()
 
@@ -151,7 +152,8 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         if resuming:
             from cifarx.resume import resume_config
 
-            cfg = resume_config(cfg, _task_overrides())
+            # Hydra's overrides only for a job Hydra runs: an in-process caller's would be a previous job's
+            cfg = resume_config(cfg, _task_overrides() if run.from_hydra_job else [])
             run.resumed = True  # provenance keeps the first process's facts and appends this one's
         store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
         run.begin(cfg)

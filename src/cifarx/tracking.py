@@ -86,7 +86,7 @@ def start(command: str, cfg, run, store) -> Tracker:
     from omegaconf import OmegaConf
 
     client, experiment_id, uri = store
-    facts = _hydra_facts()
+    facts = _hydra_facts() if getattr(run, "from_hydra_job", False) else {}  # else a previous Hydra job's
     provenance = _record(run.file("provenance.json"))  # a resumed run's still holds its MLflow run
     recorded = provenance.get("mlflow") or {}
     run_id = recorded.get("run_id") if cfg.get("resume") is not None and recorded.get("tracking_uri") == uri else None
