@@ -200,3 +200,21 @@ def test_a_typo_in_evaluates_own_data_section_is_a_typo_not_another_commands_key
     result = run_cli(["evaluate", "run=/somewhere", "data.roots=/x"], cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown config key 'data.roots'; did you mean data.root?" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--cfg=job", "-p", "seed"], ["--cfg", "job", "-p", "seed"]])
+def test_inspect_flags_in_either_argparse_form(tmp_path, flags):
+    result = run_cli(["train", *flags], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+
+
+def test_every_model_says_what_its_name_is():
+    from cifarx.confdoc import meanings
+    from conftest import compose
+
+    for model in ("simple_cnn", "airbench", "vgg16", "vgg19"):
+        cfg = compose("train", [f"model={model}"])
+        meaning = meanings("train", {"model": model, "data": "normalize"})["model.name"]
+        assert ("keras.applications" in meaning) == model.startswith("vgg"), (model, meaning)
+        assert cfg.model.name == model

@@ -92,7 +92,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     INVOCATIONS[0] += 1
     COMMAND_STARTED[:] = [started]
-    inspecting = any(a in _INSPECT_FLAGS for a in rest)
+    inspecting = any(a.split("=", 1)[0] in _INSPECT_FLAGS for a in rest)  # --cfg job, --cfg=job
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
     if not inspecting and command.loading:  # on screen at once: pre-flight already imports Keras (seconds)
         from cifarx.console import start_line
