@@ -195,8 +195,8 @@ class Plan:
     def check(self) -> None:
         """Compose a trial's config (the first value of every choice) and run the train pre-flight
         and the objective guard: a bad search stops here, before anything is written."""
+        from cifarx.config import compose
         from cifarx.preflight import preflight
-        from cifarx.testing import compose
 
         sample = []
         for key, override in self.space.items():
@@ -332,9 +332,9 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
     import optuna
 
     from cifarx.artifacts import write_json_atomic
+    from cifarx.config import compose
     from cifarx.errors import Pruned
     from cifarx.runtime import run_command
-    from cifarx.testing import compose
     from cifarx.train import run_train
 
     run_dir = plan.dir / f"trial-{trial.number:04d}"
@@ -401,7 +401,7 @@ TRIAL_STATES = {"completed": "complete", "pruned": "pruned"}  # the tag cifarx.t
 
 def mlflow_logger(plan: Plan):
     """The trials' logger config when it is ``logger=mlflow`` (None otherwise)."""
-    from cifarx.testing import compose
+    from cifarx.config import compose
 
     logger_cfg = compose("train", plan.train).get("logger")
     return logger_cfg if logger_cfg is not None and str(logger_cfg.name) == "mlflow" else None
@@ -505,7 +505,7 @@ def _value_text(study, trial) -> str:
 
 
 def _train_seed(plan: Plan) -> int:
-    from cifarx.testing import compose
+    from cifarx.config import compose
 
     return int(compose("train", plan.train).seed)
 

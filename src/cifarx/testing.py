@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cifarx.config import compose  # noqa: F401  (re-exported: tests compose configs as the CLI does)
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -77,19 +79,6 @@ def write_zip(root: Path, prefix: str = "", **kw) -> Path:
         for path in sorted(folder.rglob("*")):
             zf.write(path, prefix + path.relative_to(folder).as_posix())
     return archive
-
-
-def compose(command: str, overrides: list[str]):
-    """The real config, composed as the CLI does (schemas registered, resolvers on)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from cifarx.config import config_dir
-    from cifarx.runtime import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-        return hydra_compose(config_name=command, overrides=overrides)
 
 
 
