@@ -33,6 +33,7 @@ from cifarx.atomic_io import (  # noqa: F401  (re-exported: cifarx.artifacts is 
     _umask,
     atomic_path,
     read_json,
+    read_record,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -194,7 +195,7 @@ class RunDir:
     def write_provenance(self, **extra: Any) -> None:
         """Add ``extra`` facts to provenance.json. The first process's facts stay as they were; each
         resume appends one entry (when, argv, versions, hardware, then its own data, backend...)."""
-        existing = _read_record(self.file(PROVENANCE_FILE))
+        existing = read_record(self.file(PROVENANCE_FILE))
         extra = {k: v for k, v in extra.items() if v is not None}
         facts = {"argv": sys.argv, "cwd": os.getcwd(),
                  "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
@@ -209,12 +210,3 @@ class RunDir:
         else:
             record = {"command": self.command, **facts, **existing, **extra}
         self.write_json(PROVENANCE_FILE, record)
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    """A JSON record of the run, or {} when it is missing or damaged (it is rewritten whole)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}

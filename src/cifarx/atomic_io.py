@@ -96,6 +96,16 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A JSON record cifarx wrote, or {} when it is missing, damaged or not an object (for records
+    that are best effort or rewritten whole: provenance, tracking, a status to compare)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(Path(path).read_text())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cifarx.atomic_io import read_record
 from cifarx.errors import ConfigError, one_line
 from cifarx.overrides import hydra_quote, unquote
 
@@ -82,6 +83,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     except Exception as exc:
         raise ConfigError(f"the saved config of run {run_dir} does not fit cifarx's schema "
                           f"({one_line(str(exc))[:200]}); it cannot be resumed") from exc
+    planned = int(saved.trainer.epochs)  # as the run was started (or last extended)
     saved.resume_new_data = False  # an allowance is for the resume that asks for it, not every later one
     for item in overrides:
         key, _, value = item.partition("=")
@@ -97,7 +99,6 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     done = held_epochs(run_dir)
     history = {k: v[:done] for k, v in read_history(run_dir / "history.csv").items()} if done else {}
     stage1, total = stage_ends(saved, history, checkpoint_stopped(run_dir / "last.keras"))
-    planned = int(OmegaConf.load(run_dir / CONFIG_FILE).trainer.epochs)
     if int(saved.trainer.epochs) < min(done, stage1):
         raise ConfigError(f"run {run_dir} already has {min(done, stage1)} epochs; trainer.epochs="
                           f"{saved.trainer.epochs} would shorten it (leave trainer.epochs out to finish it)")
@@ -108,7 +109,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"schedule={saved.schedule.get('name')} of run {run_dir} ends at its {planned} epochs; "
                           f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
                           "(start a new run with more epochs)")
-    status = _status(run_dir / STATUS_FILE)
+    status = read_record(run_dir / STATUS_FILE).get("status")
     if done >= total and status == "completed":
         raise ConfigError(f"run {run_dir} is complete ({done} epochs{', stopped early' if stage1 < planned else ''}); " + (
             "its schedule ends there: start a new run with more epochs" if fixed
@@ -124,30 +125,20 @@ def _int(value: str, key: str) -> int:
         raise ConfigError(f"{key}={value!r} must be an integer") from None
 
 
-def _status(path: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def check_data(saved: DictConfig, run_dir: Path) -> None:
     """Refuse to resume on data whose content differs from what the run started on, unless
     ``resume_new_data=true`` (then provenance records both)."""
-    import json
 
     from cifarx.data import load_raw
     from cifarx.errors import DataError
     from cifarx.run_layout import PROVENANCE_FILE
 
-    try:  # the data it trained on last: the first process's, or a later resume's
-        record = json.loads((run_dir / PROVENANCE_FILE).read_text())
+    record = read_record(run_dir / PROVENANCE_FILE)  # the data it trained on last: the first process's, or a resume's
+    try:
         hashes = [(part.get("data") or {}).get("sha256") for part in [record, *(record.get("resumes") or [])]]
-        recorded = [h for h in hashes if h][-1] if any(hashes) else None
-    except (OSError, ValueError, AttributeError, TypeError):
-        recorded = None
+    except (AttributeError, TypeError):  # a provenance.json edited by hand
+        hashes = []
+    recorded = [h for h in hashes if h][-1] if any(hashes) else None
     if not recorded:  # stopped before it loaded its data: nothing to compare with
         return
     _, info = load_raw(saved.data.root, saved.data.cache_dir, str(saved.data.get("other_sizes") or "refuse"))

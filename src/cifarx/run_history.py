@@ -77,23 +77,26 @@ def reconcile_history(run: Path, write: bool = True) -> int:
     return kept
 
 
-def checkpoint_stopped(path: Path) -> bool:
-    """Whether early stopping ended training at the epoch a ``.keras`` checkpoint holds."""
+def _epoch_record(path: Path) -> dict:
+    """The epoch record inside a cifarx ``.keras`` checkpoint ({} when it has none)."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as zf:
-            return bool(json.loads(zf.read(EPOCH_RECORD)).get("stopped"))
-    except (KeyError, OSError, ValueError, AttributeError, zipfile.BadZipFile):
-        return False
+            record = json.loads(zf.read(EPOCH_RECORD))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def checkpoint_stopped(path: Path) -> bool:
+    """Whether early stopping ended training at the epoch a ``.keras`` checkpoint holds."""
+    return bool(_epoch_record(path).get("stopped"))
 
 
 def checkpoint_epochs(path: Path) -> int | None:
     """How many epochs a cifarx ``.keras`` checkpoint holds (None: no record in it)."""
-    import zipfile
-
     try:
-        with zipfile.ZipFile(path) as zf:
-            return int(json.loads(zf.read(EPOCH_RECORD))["epochs"])
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return int(_epoch_record(path)["epochs"])
+    except (KeyError, TypeError, ValueError):
         return None

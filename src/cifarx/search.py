@@ -302,7 +302,7 @@ def counted(trials) -> list:
 # --------------------------------------------------------------------------- one trial
 
 
-def pruning_callback(trial, objective: str, worker: dict):
+def pruning_callback(trial, objective: str):
     """Report the objective after each epoch; raise :class:`cifarx.errors.Pruned` when the pruner says so."""
     import keras
 
@@ -344,7 +344,7 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
     sampled = suggest(trial, plan.space)
     cfg = compose("train", [*plan.train, *sampled])
     objective = str(cfg.objective)
-    callback = pruning_callback(trial, objective, owner)
+    callback = pruning_callback(trial, objective)
 
     trackers = []
 

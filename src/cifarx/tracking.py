@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cifarx.atomic_io import read_record
 from cifarx.errors import CifarxError, ConfigError, one_line
 from cifarx.tracking_run import (  # noqa: F401  (re-exported: cifarx.tracking is what callers import)
     _BATCH,
@@ -30,7 +31,6 @@ from cifarx.tracking_run import (  # noqa: F401  (re-exported: cifarx.tracking i
     SKIPPED,
     Tracker,
     _number,
-    _record,
     final_metrics,
     flatten,
 )
@@ -71,13 +71,13 @@ def _hydra_facts() -> dict[str, Any]:
 
 
 def _parent_of(sweep_dir: str | None, uri: str) -> str | None:
-    record = _record(Path(sweep_dir) / PARENT_FILE) if sweep_dir else {}
+    record = read_record(Path(sweep_dir) / PARENT_FILE) if sweep_dir else {}
     return record.get("run_id") if record.get("tracking_uri") == uri else None
 
 
 def recorded_store(run_dir) -> str | None:
     """The tracking URI a run logged to (from its provenance.json), if it was tracked."""
-    return (_record(Path(str(run_dir)) / "provenance.json").get("mlflow") or {}).get("tracking_uri")
+    return (read_record(Path(str(run_dir)) / "provenance.json").get("mlflow") or {}).get("tracking_uri")
 
 
 def start(command: str, cfg, run, store) -> Tracker:
@@ -87,7 +87,7 @@ def start(command: str, cfg, run, store) -> Tracker:
 
     client, experiment_id, uri = store
     facts = _hydra_facts() if getattr(run, "from_hydra_job", False) else {}  # else a previous Hydra job's
-    provenance = _record(run.file("provenance.json"))  # a resumed run's still holds its MLflow run
+    provenance = read_record(run.file("provenance.json"))  # a resumed run's still holds its MLflow run
     recorded = provenance.get("mlflow") or {}
     run_id = recorded.get("run_id") if cfg.get("resume") is not None and recorded.get("tracking_uri") == uri else None
     if run_id is not None:
@@ -138,7 +138,7 @@ def finish(tracker: Tracker, run, status: str, metrics: dict[str, Any] | None, l
     """Final metrics, provenance tags, the run directory as artifacts, the MLflow run's end."""
     if metrics:
         tracker.log_metrics(final_metrics(metrics), step=int(metrics.get("epochs") or 0))
-    record = _record(run.file("provenance.json"))
+    record = read_record(run.file("provenance.json"))
     tracker.set_tags({f"cifarx.{k}": v for k, v in flatten(
         {k: record.get(k) for k in ("data", "backend", "devices", "wall_seconds")}).items()})
     tracker.log_run_dir(run.path, model=bool(logger_cfg.log_model), checkpoints=bool(logger_cfg.log_checkpoints))

@@ -40,15 +40,6 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in ((k, _number(v)) for k, v in flatten(metrics).items()) if v is not None}
 
 
-def _record(path: Path) -> dict[str, Any]:
-    """A JSON record cifarx wrote ({} when it is absent or unreadable: tracking is best effort)."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 class Tracker:
     """One cifarx run mirrored as one MLflow run; after the first failure it warns once and stops.
 

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cifarx.tracking_run import Tracker, _record
+from cifarx.atomic_io import read_record
+from cifarx.tracking_run import Tracker
 from cifarx.tracking_store import _client, _quiet_mlflow, connect
 
 log = logging.getLogger("cifarx")
@@ -47,12 +48,12 @@ def finish_sweep(sweep_dir: Path, logger_cfg, status: str = "FINISHED") -> None:
 
 
 def _finish_sweep(sweep_dir: Path, logger_cfg, status: str) -> None:
-    record = _record(Path(sweep_dir) / PARENT_FILE)
+    record = read_record(Path(sweep_dir) / PARENT_FILE)
     if not record.get("run_id"):
         return
     _quiet_mlflow(logger_cfg)
     tracker = Tracker(_client(record["tracking_uri"]), record["run_id"], record["tracking_uri"])
-    summary = _record(Path(sweep_dir) / "summary.json")
+    summary = read_record(Path(sweep_dir) / "summary.json")
     best = summary.get("best") or {}
     sort_by = summary.get("sort_by")
     tracker.log_metrics({"jobs": summary.get("jobs"), "failed_jobs": summary.get("failed"),

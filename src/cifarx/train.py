@@ -103,12 +103,12 @@ def _new_model(cfg, data, scope, steps: int, steps_per_execution: int):
     return model
 
 
-def _prepare_model(cfg, run: RunDir, data, scope, resuming: bool, steps: int, steps_per_execution: int):
+def _prepare_model(cfg, run: RunDir, data, scope, checkpointed: bool, steps: int, steps_per_execution: int):
     """A compiled model: built fresh, or loaded from ``last.keras`` with its optimizer and schedule
-    state when resuming; writes model_summary.txt."""
+    state when resuming from a checkpoint; writes model_summary.txt."""
     from cifarx.models import load_model
 
-    if resuming and run.file("last.keras").exists():
+    if checkpointed:
         with scope():
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
     else:  # a new run, or one killed before its first checkpoint: it starts from epoch 0 in place
