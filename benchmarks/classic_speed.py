@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
-    from cifarx.artifacts import hardware, package_versions
-    from cifarx.classic import build_pipeline
-    from cifarx.testing import compose
+    from cifarx.commands.classic import build_pipeline
+    from cifarx.config import compose
+    from cifarx.run.rundir import hardware, package_versions
 
     if args.features:
         f = Path(args.features)

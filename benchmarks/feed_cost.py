@@ -65,10 +65,10 @@ def time_feed(kind: str, x, y, batch: int, epochs: int) -> dict:
 
 def time_steps(x, y, batch: int, steps: int) -> float:
     """Milliseconds per training step of the seed CNN (z-score inside, uint8 in), arrays in."""
+    from cifarx.config import compose
     from cifarx.data import Dataset
     from cifarx.models import build_model
-    from cifarx.optim import build_optimizer
-    from cifarx.testing import compose
+    from cifarx.training.optim import build_optimizer
 
     cfg = compose("train", ["data=normalize"])
     data = Dataset(x, y, x[:0], y[:0], x[:0], y[:0], [str(i) for i in range(10)])
@@ -93,8 +93,8 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from cifarx.artifacts import hardware
     from cifarx.console import print_table
+    from cifarx.run.rundir import hardware
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)

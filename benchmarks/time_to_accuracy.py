@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 def crossings(run: Path, thresholds: list[float]) -> dict[str, float | None]:
     """Training seconds at which val_accuracy first reached each threshold (None: never)."""
-    from cifarx.artifacts import read_history
+    from cifarx.run.rundir import read_history
 
     history = read_history(run / "history.csv")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -74,10 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     args.threshold = args.threshold or [0.80, 0.85]
 
-    from cifarx.artifacts import hardware
+    from records import write_benchmark_record
+
     from cifarx.console import print_table
     from cifarx.data import load_raw
-    from cifarx.testing import write_benchmark_record
+    from cifarx.run.rundir import hardware
 
     tmp = Path(tempfile.mkdtemp(prefix="cifarx-tta-"))
     args.cache = args.cache or str(tmp / "cache")

@@ -35,6 +35,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # tests/helpers: the dataset writers the suite uses
 
 ARMS = {  # name -> (kind, data group, extra overrides)
     "baseline normalize": ("baseline", "normalize", []),
@@ -48,13 +49,13 @@ COMPARED = {"cifarx data=normalize": "baseline normalize",
 
 
 def compose(overrides):
-    from cifarx.testing import compose as compose_cfg
+    from cifarx.config import compose as compose_cfg
 
     return compose_cfg("train", overrides)
 
 
 def synthetic_root(tmp: Path, images: int) -> Path:
-    from cifarx.testing import write_batches_dir
+    from helpers import write_batches_dir  # tests/helpers: the suite's dataset writers
 
     per_class = max(1, images // 10)
     return write_batches_dir(tmp / "synthetic", train_per_class=per_class, test_per_class=max(1, per_class // 5))
@@ -66,8 +67,8 @@ def data_overrides(args) -> list[str]:
 
 
 def cifarx_arm(args, data_group: str, extra: list[str]) -> dict:
-    from cifarx.artifacts import RunDir
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.rundir import RunDir
 
     cfg = compose([f"data={data_group}", *data_overrides(args), f"trainer.epochs={args.epochs}",
                    f"trainer.batch_size={args.batch_size}", "schedule=constant", *extra])
@@ -131,7 +132,7 @@ def throughput_arm(args, batch: int = 256) -> dict:
     extractor.predict_on_batch(x[:batch])
     t = time.perf_counter()
     for i in range(0, len(x), batch):
-        extractor.predict_on_batch(x[i:i + batch])  # as cifarx.extract does
+        extractor.predict_on_batch(x[i:i + batch])  # as cifarx.commands.extract does
     return {"evaluate images/s": predict, "extract images/s": len(x) / (time.perf_counter() - t)}
 
 
@@ -234,9 +235,10 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from cifarx.artifacts import hardware
+    from records import write_benchmark_record
+
     from cifarx.console import print_table
-    from cifarx.testing import write_benchmark_record
+    from cifarx.run.rundir import hardware
 
     tmp = Path(tempfile.mkdtemp(prefix="cifarx-bench-"))
     args.cache = tmp / "cache"

@@ -14,13 +14,13 @@ os.environ.setdefault("CIFARX_FIGURES", "false")
 
 import pytest  # noqa: E402
 
-from cifarx.runtime import import_keras_quietly  # noqa: E402
+from cifarx.run.lifecycle import import_keras_quietly  # noqa: E402
 
 # Keras (and TensorFlow's loggers) are imported before any test redirects stderr: in-process CLI
-# runs (cifarx.testing.cli_in_process) must not leave a logger bound to one test's captured stream.
+# runs (helpers.cli_in_process) must not leave a logger bound to one test's captured stream.
 import_keras_quietly()
 
-from cifarx.testing import (  # noqa: E402,F401  (re-exported for the tests)
+from helpers import (  # noqa: E402,F401  (re-exported for the tests)
     CLASSES,
     cli_in_process,
     compose,
@@ -50,7 +50,7 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     if not subprocess_:
         return cli_in_process(args, cwd, env)
     inherited = {k: v for k, v in os.environ.items()
-                 if not k.startswith("MLFLOW_HTTP_REQUEST_")}  # set by in-process tracking tests (cifarx.tracking)
+                 if not k.startswith("MLFLOW_HTTP_REQUEST_")}  # set by in-process tracking tests (cifarx.tracking.hooks)
     full_env = {**inherited, "CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", "cifarx.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from cifarx.artifacts import RunDir
 from cifarx.data import Dataset
-from cifarx.evaluate import predict_proba, tta_views
+from cifarx.evaluation import predict_proba, tta_views
 from cifarx.models import build_model, load_model
 from cifarx.models.airbench import whitening_kernel
-from cifarx.optim import TriangularSchedule
+from cifarx.run.rundir import RunDir
+from cifarx.training.optim import TriangularSchedule
 from conftest import compose, tiny_train_overrides, write_batches_dir
 
 
@@ -85,7 +85,7 @@ def test_triangular_schedule_rises_then_falls():
 
 
 def test_warmup_schedules_and_the_smoothed_loss_survive_a_save_and_load():
-    from cifarx.optim import LinearWarmup, SparseSmoothedCrossentropy
+    from cifarx.training.optim import LinearWarmup, SparseSmoothedCrossentropy
 
     step = keras.optimizers.schedules.PiecewiseConstantDecay([10], [1.0, 0.5])
     for schedule in (LinearWarmup(step, 4), LinearWarmup(0.3, 4), TriangularSchedule(1.0, 50, 10)):
@@ -102,7 +102,7 @@ def test_warmup_schedules_and_the_smoothed_loss_survive_a_save_and_load():
 
 
 def test_early_stopping_in_a_resumed_run_continues_from_the_history():
-    from cifarx.callbacks import ResumableEarlyStopping
+    from cifarx.training.callbacks import ResumableEarlyStopping
 
     stop = ResumableEarlyStopping([0.1, 0.5, 0.4, 0.3], monitor="val_accuracy", mode="max", patience=3)
     stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
@@ -114,9 +114,9 @@ def test_early_stopping_in_a_resumed_run_continues_from_the_history():
 
 @pytest.mark.slow
 def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_path):
-    from cifarx.classic import run_classic
-    from cifarx.extract import run_extract
-    from cifarx.train import run_train
+    from cifarx.commands.classic import run_classic
+    from cifarx.commands.extract import run_extract
+    from cifarx.commands.train import run_train
 
     root = write_batches_dir(tmp_path / "data", train_per_class=12, test_per_class=4)
     overrides = [*tiny_train_overrides(root, tmp_path / "cache", epochs=2), "model=airbench", "model.width=0.125",
@@ -137,7 +137,7 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
                                    rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
                for a, b in zip(saved.trainable_weights, last.trainable_weights))
-    from cifarx.evaluate import run_evaluate
+    from cifarx.commands.evaluate import run_evaluate
 
     again = compose("evaluate", [f"run={run.path}"])  # model.keras and the run's own tta by default
     reeval = RunDir(tmp_path / "evaluate", "evaluate")

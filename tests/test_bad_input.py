@@ -16,7 +16,7 @@ CASES = {
                                            "learning_rate, momentum, nesterov"),
     "model value of the wrong type": (["model.width=wide"], "model.width: Value 'wide' of type 'str' could not be converted"),
     "schedule argument its class lacks": (["schedule=plateau", "+schedule.warmup_epochs=2"],
-                                          "schedule.warmup_epochs is not an argument of cifarx.schedules.Plateau"),
+                                          "schedule.warmup_epochs is not an argument of cifarx.training.schedules.Plateau"),
     "unknown data option": (["data=fancy"], "unknown data 'fancy'; choose one of: augment, normalize, raw"),
     "misspelled key": (["trainer.epoch=3"], "unknown config key 'trainer.epoch'"),
     "wrong type": (["trainer.epochs=many"], "invalid value for 'trainer.epochs'"),

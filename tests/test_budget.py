@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from cifarx.budget import plan_epochs
+from cifarx.training.budget import plan_epochs
 from conftest import compose, write_batches_dir
 
 PLAN = dict(budget=100.0, elapsed=10.0, step=0.5, compile_=2.0, predict_per_image=0.001, steps_per_epoch=10,
@@ -34,8 +34,8 @@ def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
 
 @pytest.mark.slow
 def test_a_budgeted_run_records_its_choice_and_repeats_exactly_without_the_budget(tmp_path, caplog):
-    from cifarx.runtime import run_command
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.lifecycle import run_command
 
     root = write_batches_dir(tmp_path / "data")
     common = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "model.filters=[4,8,8]",

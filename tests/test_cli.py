@@ -98,9 +98,9 @@ def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):
 def test_a_config_passed_at_preflight_is_checked_again_anywhere_but_its_own_job(tmp_path, monkeypatch):
     """Validation runs once per command: the job right after its pre-flight skips it, and nothing
     else does (another directory, or the same config a second time)."""
-    from cifarx.commands import validate
+    from cifarx.commands.registry import validate
     from cifarx.errors import ConfigError
-    from cifarx.testing import compose
+    from helpers import compose
 
     (tmp_path / "a" / "mydata").mkdir(parents=True)
     (tmp_path / "b").mkdir()
@@ -155,8 +155,8 @@ def test_every_documented_command_with_a_tilde_passes_preflight(tmp_path, monkey
     import shlex
     import shutil
 
-    from cifarx.overrides import expand_paths, split_overrides
-    from cifarx.preflight import preflight
+    from cifarx.config.overrides import expand_paths, split_overrides
+    from cifarx.config.preflight import preflight
     from conftest import REPO, write_image_dir, write_zip
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -180,7 +180,7 @@ def test_every_documented_command_with_a_tilde_passes_preflight(tmp_path, monkey
 def test_path_expansion_covers_every_sweep_item_and_only_home():
     import os
 
-    from cifarx.overrides import expand_paths
+    from cifarx.config.overrides import expand_paths
 
     home = os.path.expanduser("~")
     assert expand_paths(["data.root=~/a,~/b", "run=${HOME}/x", "run=$HOMEBREW/y", "seed=1"]) == [
@@ -188,7 +188,7 @@ def test_path_expansion_covers_every_sweep_item_and_only_home():
 
 
 def test_suggestions_stay_within_a_known_section():
-    from cifarx.suggest import closest
+    from cifarx.config.suggest import closest
 
     keys = ["optimizer.learning_rate", "optimizer.rho", "optimizer.use_ema", "trainer.batch_size", "trainer.epochs"]
     assert closest("optimizer.lr", keys) == "optimizer.learning_rate"  # a habit from other tools
@@ -210,7 +210,7 @@ def test_inspect_flags_in_either_argparse_form(tmp_path, flags):
 
 
 def test_every_model_says_what_its_name_is():
-    from cifarx.confdoc import meanings
+    from cifarx.config.confdoc import meanings
     from conftest import compose
 
     for model in ("simple_cnn", "airbench", "vgg16", "vgg19"):

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cifarx import compare, sweep
+from cifarx import sweep
+from cifarx.commands import compare
+from cifarx.errors import CommandExit
 
 LONG = "note='" + " ".join(["word"] * 30) + "'"  # YAML folds an item this long onto a second line
 HARD = ["name='x, y'", 'msg="a: b"', "k='p=q'", "quote='it\\'s'", "tags=[a,b]", "path='/a=b,c'", LONG]
@@ -97,7 +99,7 @@ def test_compare_tabulates_the_good_runs_and_marks_the_damaged_ones(sweep_dir, c
 
 
 def test_the_sweep_summary_is_written_despite_damaged_jobs(sweep_dir, capsys):
-    with pytest.raises(SystemExit) as stop:  # a job whose record is damaged did not complete
+    with pytest.raises(CommandExit) as stop:  # a job whose record is damaged did not complete
         sweep.write_summary(sweep_dir, "val_accuracy")
     assert stop.value.code == 1
     summary = json.loads((sweep_dir / "summary.json").read_text())

@@ -136,9 +136,9 @@ def test_pad_refuses_larger_images_and_names_resize(tmp_path):
 
 @pytest.mark.slow
 def test_a_28x28_grayscale_folder_trains_with_other_sizes_pad(tmp_path):
-    from cifarx.runtime import run_command
-    from cifarx.testing import compose
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.lifecycle import run_command
+    from helpers import compose
 
     root = write_image_dir(tmp_path, train_per_class=8, test_per_class=2, size=28, mode="L")
     out = tmp_path / "run"

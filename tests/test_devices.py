@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cifarx import devices
+from cifarx.training import devices
 
 
 def test_a_gpu_the_backend_cannot_see_gets_one_line_with_the_fix(monkeypatch):

@@ -58,7 +58,7 @@ def _curve_epochs(history: dict) -> list[float]:
 
 
 def test_history_metrics_mlflow_console_and_log_count_epochs_from_1(tmp_path, data, store):
-    from cifarx.artifacts import read_history
+    from cifarx.run.rundir import read_history
 
     uri, _ = store
     out = tmp_path / "run"
@@ -85,9 +85,9 @@ def test_a_run_recorded_0_based_resumes_into_one_1_based_history(tmp_path, data,
     goes on with the numbering it has (MLflow cannot move logged points)."""
     import keras
 
-    from cifarx.artifacts import read_history
-    from cifarx.callbacks import HistoryCSV
-    from cifarx.tracking import Tracker
+    from cifarx.run.rundir import read_history
+    from cifarx.tracking.hooks import Tracker
+    from cifarx.training.callbacks import HistoryCSV
 
     uri, _ = store
     out = tmp_path / "old"
@@ -121,8 +121,8 @@ RECORDED = sorted(p.parent for p in (REPO / "results").glob("*/history.csv"))
 def test_every_recorded_run_reads_right(run):
     """The runs under results/ were recorded with a 0-based history.csv: they still read (resume,
     evaluate, curves) as 1-based, and their best row is best_epoch (seed_cnn_raw: 108, not 107)."""
-    from cifarx.artifacts import read_history, reconcile_history
-    from cifarx.run_history import one_based
+    from cifarx.run.history import one_based
+    from cifarx.run.rundir import read_history, reconcile_history
 
     metrics = json.loads((run / "metrics.json").read_text())
     history = read_history(run / "history.csv")
@@ -141,7 +141,7 @@ def test_every_recorded_run_reads_right(run):
 
 
 def test_results_seed_cnn_raw_best_epoch_is_its_best_row():
-    from cifarx.artifacts import read_history
+    from cifarx.run.rundir import read_history
 
     run = REPO / "results" / "seed_cnn_raw"
     if not run.exists():
@@ -157,7 +157,8 @@ def test_ctrl_c_mid_epoch_removes_the_bar_and_ends_with_the_resume_line(tmp_path
     pyte = pytest.importorskip("pyte")
     from rich.console import Console
 
-    from cifarx import callbacks, console
+    from cifarx import console
+    from cifarx.training import callbacks
 
     raw = io.StringIO()
     terminal = Console(file=raw, force_terminal=True, width=80, height=60, color_system=None, highlight=False,
@@ -226,7 +227,8 @@ def test_an_error_mid_epoch_clears_the_bar_before_it_is_reported(tmp_path, data,
     pyte = pytest.importorskip("pyte")
     from rich.console import Console
 
-    from cifarx import callbacks, console
+    from cifarx import console
+    from cifarx.training import callbacks
 
     raw = io.StringIO()
     monkeypatch.setattr(console, "_ERR", Console(file=raw, force_terminal=True, width=80, height=60,

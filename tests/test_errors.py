@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifarx.errors import CommandExit
 from conftest import CLASSES, compose, write_batches_dir
 
 
@@ -79,16 +80,16 @@ def test_seed_outside_numpys_range(seed):
 
 
 def _classic(tmp_path, capsys, *overrides):
-    from cifarx.classic import run_classic
-    from cifarx.runtime import run_command
+    from cifarx.commands.classic import run_classic
+    from cifarx.run.lifecycle import run_command
 
     root = write_batches_dir(tmp_path / "d")
     cfg = compose("classic", ["features=pixels", f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}", *overrides])
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(CommandExit) as exc:
         run_command("classic", run_classic, cfg, run_dir=out)
     assert exc.value.code == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err + exc.value.message
     assert err.count("error:") == 1 and "Traceback" not in err
     assert not out.exists()  # nothing half-written
     return err
@@ -114,16 +115,16 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("size", [(60000, 60000), (3000, 3000)])
 def test_decompression_bomb_and_oversized_images_are_refused_undecoded(size):
-    from cifarx.data.sources import _decode_image
+    from cifarx.data.sources import decode_image
     from cifarx.errors import DataError
 
     with pytest.raises(DataError) as exc:
-        _decode_image(_png_header_only(*size), "train/cat/bomb.png")
+        decode_image(_png_header_only(*size), "train/cat/bomb.png")
     assert "bomb.png" in str(exc.value) and ("decompression bomb" in str(exc.value) or "not 32x32" in str(exc.value))
 
 
 def test_compare_and_sweep_summary_survive_a_damaged_run(tmp_path, capsys):
-    from cifarx.compare import main, table
+    from cifarx.commands.compare import main, table
 
     good = fake_run(tmp_path / "good", "train", metrics__json=json.dumps({"val_accuracy": 0.5}).encode())
     fake_run(tmp_path / "bad_status", "train")
@@ -150,7 +151,7 @@ class _Payload:
 
 
 def test_a_crafted_pipeline_pickle_is_refused_before_it_executes(tmp_path):
-    from cifarx.classic import _load_pipeline, pipeline_signature
+    from cifarx.commands.classic import load_pipeline, pipeline_signature
     from cifarx.errors import RunError
 
     marker = tmp_path / "pwned"
@@ -158,12 +159,12 @@ def test_a_crafted_pipeline_pickle_is_refused_before_it_executes(tmp_path):
     meta = {"dim": 4, "class_names": CLASSES}
     (run / "pipeline.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="cifarx did not write it on this machine.*trust_pipeline=true"):
-        _load_pipeline(str(run), 4, CLASSES)
+        load_pipeline(str(run), 4, CLASSES)
     # A forger who copies the file's hash into pipeline.json still lacks this machine's key.
     digest, _ = pipeline_signature(run / "pipeline.joblib")
     (run / "pipeline.json").write_text(json.dumps({**meta, "sha256": digest, "signature": "0" * 64}))
     with pytest.raises(RunError, match="refusing to unpickle"):
-        _load_pipeline(str(run), 4, CLASSES)
+        load_pipeline(str(run), 4, CLASSES)
     assert not marker.exists()
 
 
@@ -171,7 +172,7 @@ def test_own_pipeline_loads_and_a_damaged_one_is_one_line(tmp_path):
     import joblib
     from sklearn.dummy import DummyClassifier
 
-    from cifarx.classic import _load_pipeline, pipeline_signature
+    from cifarx.commands.classic import load_pipeline, pipeline_signature
     from cifarx.errors import RunError
 
     run = fake_run(tmp_path / "c", "classic")
@@ -179,14 +180,14 @@ def test_own_pipeline_loads_and_a_damaged_one_is_one_line(tmp_path):
     digest, signature = pipeline_signature(run / "pipeline.joblib")
     (run / "pipeline.json").write_text(json.dumps({"dim": 4, "class_names": CLASSES, "sha256": digest,
                                                    "signature": signature}))
-    model, _ = _load_pipeline(str(run), 4, CLASSES)
+    model, _ = load_pipeline(str(run), 4, CLASSES)
     assert model.predict(np.zeros((1, 4))).shape == (1,)
     data = (run / "pipeline.joblib").read_bytes()
     (run / "pipeline.joblib").write_bytes(data[: len(data) // 2])
     with pytest.raises(RunError, match="contents changed since cifarx wrote it"):
-        _load_pipeline(str(run), 4, CLASSES)
+        load_pipeline(str(run), 4, CLASSES)
     with pytest.raises(RunError, match="cannot load .*damaged"):
-        _load_pipeline(str(run), 4, CLASSES, trust=True)
+        load_pipeline(str(run), 4, CLASSES, trust=True)
 
 
 @pytest.mark.parametrize("path", ["/tmp/données", "/tmp/x(1)", "/tmp/a=b,c"])

@@ -111,8 +111,8 @@ def test_pixels_baseline(extracted):
 
 
 def test_classic_can_skip_or_sample_the_training_split_and_chunks_change_no_prediction(extracted):
-    from cifarx.classic import run_classic
-    from cifarx.runtime import run_command
+    from cifarx.commands.classic import run_classic
+    from cifarx.run.lifecycle import run_command
 
     tmp, _, features = extracted
     common = ["clf=knn", f"features={features}", "clf.estimator.n_neighbors=3"]
@@ -139,8 +139,8 @@ def test_classic_without_features_says_to_extract_first(tmp_path):
 
 
 def test_pipeline_on_features_of_another_dimension_is_refused(extracted, tmp_path):
-    from cifarx.classic import run_classic
-    from cifarx.runtime import run_command
+    from cifarx.commands.classic import run_classic
+    from cifarx.run.lifecycle import run_command
 
     tmp, _, features = extracted
     fitted = tmp_path / "fitted"  # its own pipeline: no test depends on another having run first

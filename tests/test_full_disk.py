@@ -110,7 +110,7 @@ def assert_one_line_failure(result, command: str, run: Path, disk: Disk, status:
 def test_train_full_disk_mid_run_fails_the_run_in_one_line(trained, disk, monkeypatch):
     """The disk fills while the first checkpoint is saved (Keras' own writes): the run, which
     has begun training, stays as `failed`; the half-written checkpoint is gone."""
-    from cifarx.artifacts import RunDir
+    from cifarx.run.rundir import RunDir
 
     tmp, root, cache, _ = trained
     save_model = RunDir.save_model
@@ -193,7 +193,7 @@ def test_classic_with_no_byte_free_fails_in_hydras_own_writes_and_leaves_nothing
 
 def test_data_full_disk_while_writing_the_sample_grid_discards_the_run(trained, disk, monkeypatch):
     """The disk fills before samples.png (matplotlib's own write): no result yet, the run goes."""
-    from cifarx.artifacts import RunDir
+    from cifarx.run.rundir import RunDir
 
     tmp, root, cache, _ = trained
     save_figure = RunDir.save_figure

@@ -123,7 +123,7 @@ def test_a_choice_a_command_cannot_use_is_not_offered(tmp_path):
                                           "did you mean hydra/launcher=parallel?"),
 ])
 def test_did_you_mean(command, args, says):
-    from cifarx.preflight import preflight
+    from cifarx.config.preflight import preflight
 
     message = preflight(command, args)
     assert message is not None and says in message, message
@@ -145,7 +145,7 @@ def test_did_you_mean_end_to_end_is_one_line(tmp_path, args, says):
 
 
 def test_closest_prefers_siblings_leaves_and_transpositions():
-    from cifarx.suggest import closest
+    from cifarx.config.suggest import closest
 
     assert closest("vgg91", ["airbench", "simple_cnn", "vgg16", "vgg19"]) == "vgg19"
     assert closest("trainer.epoch", ["trainer", "trainer.epochs", "seed"]) == "trainer.epochs"
@@ -154,7 +154,7 @@ def test_closest_prefers_siblings_leaves_and_transpositions():
 
 
 def test_comment_reader(tmp_path):
-    from cifarx.confdoc import read, summary
+    from cifarx.config.confdoc import read, summary
 
     path = tmp_path / "x.yaml"
     path.write_text("# @package data\n# @commands train,classic\n# What it is. More words.\n#   cifarx example\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cifarx.artifacts import read_history
+from cifarx.run.rundir import read_history
 
 
 def test_a_run_without_validation_reads_back_without_its_NA_columns(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cifarx.data import image_folders, load_dataset, load_raw, python_batches
-from cifarx.data.sources import MAX_IMAGE_BYTES, _decode_image, load_path
+from cifarx.data.sources import MAX_IMAGE_BYTES, decode_image, load_path
 from cifarx.errors import DataError
 from conftest import write_batches_dir, write_image_dir, write_tarball, write_zip
 
@@ -124,7 +124,7 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path, suffix):
     Image.fromarray(grey * 257).save(path)
     with Image.open(path) as img:
         assert img.mode in ("I", "I;16", "I;16B"), img.mode  # what the decoder must scale
-    arr = _decode_image(path.read_bytes(), path.name)
+    arr = decode_image(path.read_bytes(), path.name)
     assert arr.dtype == np.uint8 and arr.shape == (32, 32, 3)
     np.testing.assert_array_equal(arr[..., 0], grey)
     assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all()
@@ -136,7 +136,7 @@ def test_sixteen_bit_values_between_levels_round_to_the_nearest(tmp_path):
     wide = np.array([0, 128, 129, 32767, 32768, 65534, 65535], np.uint16)  # / 257: 0, .498, .502, 127.498, ...
     path = tmp_path / "deep.png"
     Image.fromarray(np.resize(wide, (32, 32))).save(path)
-    arr = _decode_image(path.read_bytes(), path.name)
+    arr = decode_image(path.read_bytes(), path.name)
     np.testing.assert_array_equal(arr[0, :7, 0], [0, 0, 1, 127, 128, 255, 255])
 
 
@@ -144,7 +144,7 @@ def test_sixteen_bit_values_between_levels_round_to_the_nearest(tmp_path):
 def test_sixteen_bit_colour_pngs_decode_to_their_8_bit_values(colour_type, channels):
     wide = (np.resize(LEVELS, (32, 32, channels)).astype(">u2") * 257)
     rows = b"".join(b"\x00" + row.tobytes() for row in wide)
-    arr = _decode_image(_png(32, 32, 16, colour_type, rows), "deep.png")
+    arr = decode_image(_png(32, 32, 16, colour_type, rows), "deep.png")
     expected = np.resize(LEVELS, (32, 32, channels)).astype(np.uint8)
     np.testing.assert_array_equal(arr, expected[..., :3] if channels >= 3 else np.repeat(expected[..., :1], 3, -1))
 

@@ -112,7 +112,7 @@ def _complete(run: Path, tmp: Path) -> str:
 
 
 def _fixed_length_schedule(run: Path, tmp: Path) -> str:
-    edit_config(run, lambda c: c.update(schedule={"_target_": "cifarx.schedules.Cosine", "name": "cosine",
+    edit_config(run, lambda c: c.update(schedule={"_target_": "cifarx.training.schedules.Cosine", "name": "cosine",
                                                   "warmup_epochs": 0, "alpha": 0.0}))
     return "ends at its 1 epochs"
 
@@ -199,18 +199,18 @@ def _interrupt(*args, **kwargs):
 
 def _kill_at(monkeypatch, instant: str) -> None:
     """Stop a run (as Ctrl-C does) at ``instant``, after its last checkpoint or before its first."""
-    import cifarx.evaluate
-    from cifarx.artifacts import RunDir
-    from cifarx.callbacks import AtomicCheckpoint
+    import cifarx.evaluation
+    from cifarx.run.rundir import RunDir
+    from cifarx.training.callbacks import AtomicCheckpoint
 
     if instant == "before scoring":
-        monkeypatch.setattr(cifarx.evaluate, "predict_proba", _interrupt)
+        monkeypatch.setattr(cifarx.evaluation, "predict_proba", _interrupt)
     elif instant == "saving model.keras":
         save = RunDir.save_model
         monkeypatch.setattr(RunDir, "save_model", lambda self, name, model, **kw: _interrupt()
                             if name == "model.keras" else save(self, name, model, **kw))
     elif instant == "writing the report":
-        monkeypatch.setattr(cifarx.evaluate, "write_evaluation", _interrupt)
+        monkeypatch.setattr(cifarx.evaluation, "write_evaluation", _interrupt)
     elif instant == "writing metrics.json":
         monkeypatch.setattr(RunDir, "write_metrics", _interrupt)
     elif instant == "after metrics.json":
@@ -310,8 +310,8 @@ def test_a_batch_memory_cannot_hold_is_refused_and_evaluation_batches_shrink(mon
     import keras
     from omegaconf import OmegaConf
 
-    from cifarx import backend
     from cifarx.errors import ConfigError
+    from cifarx.training import backend
 
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(64, 3, padding="same")(inputs))
@@ -358,8 +358,8 @@ def test_step_boundaries_past_the_run_are_said(tmp_path, data):
 
 @pytest.mark.parametrize("name", ["it's", "trailing\\", "a=b,c d"])
 def test_resume_continues_in_the_directory_it_names(tmp_path, name):
-    from cifarx.overrides import explicit_run_dir, split_overrides
-    from cifarx.resume import continue_in_place
+    from cifarx.config.overrides import explicit_run_dir, split_overrides
+    from cifarx.run.resume import continue_in_place
 
     run = tmp_path / name
     args = continue_in_place(["trainer.epochs=3", f"resume={run}"], str(run))
@@ -369,7 +369,8 @@ def test_resume_continues_in_the_directory_it_names(tmp_path, name):
 
 
 def test_the_budget_clock_starts_with_the_command_not_the_import():
-    from cifarx import budget, runtime
+    from cifarx.run import lifecycle as runtime
+    from cifarx.training import budget
 
     runtime.COMMAND_STARTED.clear()  # a library caller: no command started
     assert abs(budget.job_started() - time.monotonic()) < 1
@@ -396,9 +397,9 @@ def test_a_model_file_with_python_code_is_refused_in_one_whole_sentence(tmp_path
 def test_an_in_process_resume_ignores_a_previous_hydra_jobs_overrides(tmp_path, finished, monkeypatch):
     """run_command(..., run_dir=...) from a library or a search: Hydra's global state, if any, is a
     previous job's, and its trainer.epochs once cut a resumed run short (found by CI's test order)."""
-    from cifarx import runtime
-    from cifarx.testing import compose
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run import lifecycle as runtime
+    from helpers import compose
 
     run = tmp_path / "copy"
     shutil.copytree(finished, run)

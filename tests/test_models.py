@@ -103,7 +103,7 @@ def test_a_new_model_is_one_class_and_one_yaml_file_as_the_docs_show(tmp_path, m
     import json
 
     import cifarx.models
-    from cifarx.config import config_dir
+    from cifarx.config.schema import config_dir
     from conftest import run_cli
 
     code = tmp_path / "code"
@@ -127,7 +127,7 @@ def test_a_new_model_is_one_class_and_one_yaml_file_as_the_docs_show(tmp_path, m
 def test_predicting_in_full_batches_gives_the_plain_predictions(n):
     """The zero-padded last batch changes nothing: inference is per image (BatchNorm uses its
     moving statistics)."""
-    from cifarx.evaluate import predict_in_full_batches
+    from cifarx.evaluation import predict_in_full_batches
 
     cfg = compose("train", ["model.filters=[4,8,8]"])
     model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
@@ -140,7 +140,7 @@ def test_predicting_in_full_batches_gives_the_plain_predictions(n):
 def test_an_integer_where_keras_means_a_float_is_given_as_a_float():
     """Regression: optimizer=sgd optimizer.momentum=0 passed pre-flight, then Keras refused the
     int inside the run ('`momentum` must be a float between [0, 1]')."""
-    from cifarx.instantiate import instantiate
+    from cifarx.config.build import instantiate
 
     cfg = compose("train", ["optimizer=sgd", "optimizer.momentum=0", "optimizer.learning_rate=1"])
     optimizer = instantiate(cfg.optimizer, "optimizer")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cifarx.errors import CommandExit
 from conftest import CLASSES, compose
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -84,39 +85,39 @@ def _fail_after_writing(cfg, run):
 
 
 def test_early_failure_removes_exactly_what_the_run_made(tmp_path, capsys):
-    from cifarx.runtime import run_command
+    from cifarx.run.lifecycle import run_command
 
     cfg = compose("data", [])
     fresh = tmp_path / "fresh"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(CommandExit) as exc:
         run_command("data", _fail_after_writing, cfg, run_dir=fresh)
     assert exc.value.code == 2
-    assert "data.root='x' is broken" in capsys.readouterr().err
+    assert "data.root='x' is broken" in exc.value.message
     assert snapshot(fresh) == {"user_dropped_this.txt": b"not cifarx's"}  # ours gone, theirs kept
 
     existing = tmp_path / "existing_empty"
     existing.mkdir()
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandExit):
         run_command("data", lambda cfg, run: _fail_after_writing(cfg, run), cfg, run_dir=existing)
     assert existing.is_dir() and snapshot(existing) == {"user_dropped_this.txt": b"not cifarx's"}
 
 
 def test_a_new_run_dir_is_removed_entirely_after_an_early_failure(tmp_path):
     from cifarx.errors import DataError
-    from cifarx.runtime import run_command
+    from cifarx.run.lifecycle import run_command
 
     def fail(cfg, run):
         run.write_json("x.json", {})
         raise DataError("bad")
 
     fresh = tmp_path / "new"
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandExit):
         run_command("data", fail, compose("data", []), run_dir=fresh)
     assert not fresh.exists()
 
 
 def _hold_lock(path: Path) -> subprocess.Popen:
-    code = ("import sys, time; from cifarx.runtime import claim_run_dir; claim_run_dir(sys.argv[1]); "
+    code = ("import sys, time; from cifarx.run.lifecycle import claim_run_dir; claim_run_dir(sys.argv[1]); "
             "print('held', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": SRC})
@@ -125,7 +126,7 @@ def _hold_lock(path: Path) -> subprocess.Popen:
 
 
 def test_two_runs_on_one_directory_the_second_refuses_and_a_killed_owner_frees_it(tmp_path, capsys):
-    from cifarx.artifacts import require_run
+    from cifarx.run.rundir import require_run
 
     shared = tmp_path / "shared"
     owner = _hold_lock(shared)
@@ -145,14 +146,14 @@ def test_two_runs_on_one_directory_the_second_refuses_and_a_killed_owner_frees_i
     # ... and, once its process is gone (SIGKILL: no chance to clean up), as stopped, with the cure.
     with pytest.raises(Exception, match=r"stopped without finishing \(process gone\); finish it with: cifarx train resume="):
         require_run(shared, "train", needs=("last.keras",))
-    from cifarx.runtime import claim_run_dir, release_run_dir
+    from cifarx.run.lifecycle import claim_run_dir, release_run_dir
 
     claim_run_dir(shared, resuming=True)  # the stale lock does not block a resume
     release_run_dir(shared)
 
 
 def test_compare_shows_a_dead_running_run_as_stopped(tmp_path):
-    from cifarx.compare import table
+    from cifarx.commands.compare import table
 
     run = tmp_path / "r"
     run.mkdir()
@@ -164,23 +165,23 @@ def test_compare_shows_a_dead_running_run_as_stopped(tmp_path):
 def test_a_run_directory_deleted_during_the_run_is_not_recreated(tmp_path, capsys):
     import shutil
 
-    from cifarx.runtime import run_command
+    from cifarx.run.lifecycle import run_command
 
     def vanish(cfg, run):
         shutil.rmtree(run.path)
         run.write_metrics({"test_accuracy": 1.0})
 
     target = tmp_path / "gone"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(CommandExit) as exc:
         run_command("data", vanish, compose("data", []), run_dir=target)
     assert exc.value.code == 2
-    assert "was deleted while the run was working" in capsys.readouterr().err
+    assert "was deleted while the run was working" in exc.value.message
     assert not target.exists()
 
 
 def test_resume_path_with_equals_commas_spaces_is_passed_verbatim(tmp_path):
-    from cifarx.artifacts import resume_hint
     from cifarx.cli import hydra_quote
+    from cifarx.run.rundir import resume_hint
 
     odd = str(tmp_path / "multirun" / "0_optimizer=adam,schedule=step" / "é x'y")
     cfg = compose("train", [f"resume={hydra_quote(odd)}"])

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from cifarx.errors import CommandExit
 from conftest import run_cli, write_batches_dir
 
 pytestmark = pytest.mark.slow
@@ -159,8 +160,8 @@ class _Killed(BaseException):
 
 
 def _train_inprocess(out, data, *extra):
-    from cifarx.runtime import run_command
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.lifecycle import run_command
     from conftest import compose
 
     root, cache = data
@@ -172,8 +173,8 @@ def _train_inprocess(out, data, *extra):
 @pytest.mark.parametrize("where", ["after_history_row", "between_best_and_last", "disk_full_at_last"])
 def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, data, straight4, where, monkeypatch,
                                                                      capsys):
-    from cifarx.artifacts import RunDir
-    from cifarx.callbacks import AtomicCheckpoint
+    from cifarx.run.rundir import RunDir
+    from cifarx.training.callbacks import AtomicCheckpoint
 
     straight = straight4
 
@@ -197,10 +198,10 @@ def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, d
     else:
         monkeypatch.setattr(RunDir, "save_model", killing_save)
     if where == "disk_full_at_last":
-        with pytest.raises(SystemExit) as exc:
+        with pytest.raises(CommandExit) as exc:
             _train_inprocess(part, data, "trainer.epochs=4")
         assert exc.value.code == 2
-        err = capsys.readouterr().err
+        err = capsys.readouterr().err + exc.value.message
         assert err.count("error:") == 1 and "no space left on device" in err and "resume=" in err
         assert json.loads((part / "status.json").read_text())["status"] == "failed"
     else:
@@ -223,7 +224,7 @@ def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_n
     """trainer.checkpoint_every=2: last.keras after epochs 2 and 4 (the end) only; a kill during
     epoch 4's save resumes from epoch 2, repeats epochs 3 and 4 exactly, and ends as a run that
     saved every epoch (saving never changes the numbers)."""
-    from cifarx.artifacts import RunDir
+    from cifarx.run.rundir import RunDir
 
     saves: list[int | None] = []
     save_model = RunDir.save_model

@@ -8,16 +8,16 @@ import shutil
 
 import pytest
 
-from cifarx import compare
-from cifarx.artifacts import RunDir
+from cifarx.commands import compare
+from cifarx.run.rundir import RunDir
 from conftest import compose, tiny_train_overrides, write_batches_dir
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_recorded_run_reevaluates_to_its_recorded_accuracy_and_tabulates_against_the_report(tmp_path, capsys):
-    from cifarx.evaluate import run_evaluate
-    from cifarx.train import run_train
+    from cifarx.commands.evaluate import run_evaluate
+    from cifarx.commands.train import run_train
 
     root = write_batches_dir(tmp_path / "data", train_per_class=12, test_per_class=5)
     cfg = compose("train", [*tiny_train_overrides(root, tmp_path / "cache", epochs=2), "data=augment",
@@ -73,13 +73,13 @@ def test_compare_csv_and_markdown_take_every_row_field(tmp_path):
 def test_every_recorded_train_config_upgrades_to_groups_that_build():
     """Regression: configs saved before the groups named their classes (results/ holds several)
     kept every knob of the old flat schemas, and resume refused them ('schedule.boundaries is not
-    an argument of cifarx.schedules.OneCycle')."""
+    an argument of cifarx.training.schedules.OneCycle')."""
     from pathlib import Path
 
     from omegaconf import OmegaConf
 
-    from cifarx.instantiate import check_arguments, instantiate
-    from cifarx.resume import upgrade
+    from cifarx.config.build import check_arguments, instantiate
+    from cifarx.run.resume import upgrade
     from conftest import REPO
 
     saved = [p for p in sorted((REPO / "results").glob("*/config.yaml")) if "trainer" in OmegaConf.load(p)]

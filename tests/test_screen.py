@@ -37,7 +37,8 @@ def _terminal(width: int, soft_wrap: bool):
 def watched(monkeypatch):
     """A person watching: stderr (log lines, bars) and stdout (tables) are terminals of the width
     given; returns ``screen(width) -> (stderr raw, stdout raw)``."""
-    from cifarx import callbacks, console
+    from cifarx import console
+    from cifarx.training import callbacks
 
     def screen(width: int):
         err_raw, err = _terminal(width, soft_wrap=True)  # as cifarx.console makes them on a terminal

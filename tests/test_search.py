@@ -38,7 +38,7 @@ def _args(data, out: Path, *extra, epochs: int = 2) -> list[str]:
 
 
 def _study(out: Path, name: str = "simple_cnn_optuna", storage: str | None = None):
-    from cifarx.search import open_storage
+    from cifarx.commands.search import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage or str(out / "study.journal")))
 
@@ -75,9 +75,9 @@ class _PruneTrialOne(optuna.pruners.BasePruner):
 
 
 def test_a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(tmp_path, data, monkeypatch):
-    import cifarx.search
+    import cifarx.commands.search
 
-    monkeypatch.setattr(cifarx.search, "make_pruner", lambda settings: _PruneTrialOne())
+    monkeypatch.setattr(cifarx.commands.search, "make_pruner", lambda settings: _PruneTrialOne())
     out = tmp_path / "search"
     result = run_cli(_args(data, out, "search.n_trials=3", epochs=4), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -106,9 +106,9 @@ def test_a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(tmp_p
 
 def test_with_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, data, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
-    import cifarx.search
+    import cifarx.commands.search
 
-    monkeypatch.setattr(cifarx.search, "make_pruner", lambda settings: _PruneTrialOne())
+    monkeypatch.setattr(cifarx.commands.search, "make_pruner", lambda settings: _PruneTrialOne())
     out, uri = tmp_path / "search", f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}"),
                      cwd=tmp_path)
@@ -141,8 +141,8 @@ def test_with_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, 
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(client.search_runs([parent.info.experiment_id])) == 4
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
-    from cifarx.testing import compose
-    from cifarx.tracking import search_parent
+    from cifarx.tracking.hooks import search_parent
+    from helpers import compose
 
     storage = parent.data.tags["cifarx.search_storage"]  # two workers that both made one: the oldest is it
     client.create_run(parent.info.experiment_id, tags={"cifarx.search_study": "simple_cnn_optuna",
@@ -196,7 +196,7 @@ def test_train_with_a_search_space_points_to_the_search_command(tmp_path):
 
 
 def test_the_space_file_maps_to_optuna_distributions():
-    from cifarx.search import load_space, suggest
+    from cifarx.commands.search import load_space, suggest
 
     space = load_space("simple_cnn_optuna")
     trial = optuna.create_study().ask()

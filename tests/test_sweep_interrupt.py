@@ -20,7 +20,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 CHILD = """
 import sys
-import cifarx.stats
+import cifarx.commands.data
 from cifarx.cli import main
 
 def fake_run_data(cfg, run):
@@ -29,7 +29,7 @@ def fake_run_data(cfg, run):
     run.write_metrics({"val_accuracy": int(cfg.seed) / 10})
     return {"objective": int(cfg.seed) / 10}
 
-cifarx.stats.run_data = fake_run_data
+cifarx.commands.data.run_data = fake_run_data
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -113,8 +113,8 @@ def test_cluster_sweep_through_submitit_local_executor(tmp_path):
 
 
 def test_a_job_without_its_objective_returns_nothing_to_the_sweeper(tmp_path):
-    from cifarx.runtime import run_command
-    from cifarx.testing import compose
+    from cifarx.run.lifecycle import run_command
+    from helpers import compose
 
     def no_validation_split(cfg, run):
         run.write_metrics({"test_accuracy": 0.9})

@@ -21,9 +21,10 @@ BAR = "━"
 def test_live_progress_leaves_one_clean_line_per_epoch_and_never_mixes_with_log_lines(tmp_path, monkeypatch):
     from rich.console import Console
 
-    from cifarx import callbacks, console
-    from cifarx.runtime import run_command
-    from cifarx.train import run_train
+    from cifarx import console
+    from cifarx.commands.train import run_train
+    from cifarx.run.lifecycle import run_command
+    from cifarx.training import callbacks
 
     raw = io.StringIO()
     terminal = Console(file=raw, force_terminal=True, width=80, height=60, color_system=None, highlight=False,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cifarx.errors import CommandExit
 from conftest import compose, run_cli, write_batches_dir
 
 mlflow = pytest.importorskip("mlflow")
@@ -51,8 +52,8 @@ def _logger(uri: str, artifacts: Path | None = None) -> list[str]:
 
 
 def _train(out: Path, data, *extra):
-    from cifarx.runtime import run_command
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.lifecycle import run_command
 
     root, cache = data
     cfg = compose("train", [f"data.root={root}", f"data.cache_dir={cache}", "model.filters=[4,8,8]",
@@ -121,8 +122,8 @@ def test_a_train_run_is_mirrored_into_an_embedded_store(tmp_path, data, store):
 
 
 def test_a_classic_run_is_mirrored_with_its_pipeline(tmp_path, data, store):
-    from cifarx.classic import run_classic
-    from cifarx.runtime import run_command
+    from cifarx.commands.classic import run_classic
+    from cifarx.run.lifecycle import run_command
 
     uri, _ = store
     root, cache = data
@@ -155,7 +156,7 @@ def test_resume_continues_the_same_mlflow_run(tmp_path, data, store):
 def test_a_failed_run_ends_its_mlflow_run_as_failed(tmp_path, data, store):
     uri, _ = store
     out = tmp_path / "nan"
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandExit):
         _train(out, data, "trainer.epochs=2", "model.l2=1e38", *_logger(uri))  # the loss overflows
     client, runs = _runs(uri)
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
@@ -228,7 +229,7 @@ def test_a_run_is_logged_to_a_tracking_server_over_http(tmp_path, data, server):
 
 
 def test_a_server_that_stops_mid_run_costs_nothing_but_a_warning(tmp_path, data, server, monkeypatch, caplog):
-    from cifarx import tracking
+    from cifarx.tracking import hooks as tracking
 
     url, proc = server
     logged = tracking.Tracker.log_metrics

@@ -131,8 +131,8 @@ def test_two_runs_started_at_once_get_their_own_directories(tmp_path):
 def test_train_in_process_from_a_zip_of_image_folders(tmp_path):
     """Training reads the zip (image folders inside) as it reads any source; that every format
     loads to the same arrays is tests/test_data.py's test_every_format_loads_the_same_kind_of_arrays."""
-    from cifarx.artifacts import RunDir
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.rundir import RunDir
 
     root = write_zip(tmp_path / "data")
     cfg = compose("train", [*tiny_train_overrides(root, tmp_path / "cache"), "figures=false"])

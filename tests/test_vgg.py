@@ -97,8 +97,8 @@ def test_input_size_resizes_inside_the_model():
 
 @pytest.mark.slow
 def test_freeze_then_finetune_changes_the_trainable_count(tmp_path):
-    from cifarx.artifacts import RunDir
-    from cifarx.train import run_train
+    from cifarx.commands.train import run_train
+    from cifarx.run.rundir import RunDir
 
     root = write_batches_dir(tmp_path / "data")
     overrides = [o for o in tiny_train_overrides(root, tmp_path / "c") if not o.startswith("model.")]

@@ -12,9 +12,8 @@ import time
 from typing import Callable, Sequence
 
 from cifarx import __version__
-from cifarx.commands import COMMANDS, load, usage
-from cifarx.help import help_for, wants_help
-from cifarx.overrides import (  # noqa: F401  (hydra_quote: public API)
+from cifarx.commands.registry import COMMANDS, load, usage
+from cifarx.config.overrides import (  # noqa: F401  (hydra_quote: public API)
     expand_paths,
     explicit_run_dir,
     flag_habit,
@@ -22,8 +21,9 @@ from cifarx.overrides import (  # noqa: F401  (hydra_quote: public API)
     renamed_key,
     split_overrides,
 )
-from cifarx.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
-from cifarx.runtime import register_resolvers
+from cifarx.config.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
+from cifarx.help import help_for, wants_help
+from cifarx.run.lifecycle import register_resolvers
 
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
@@ -42,7 +42,7 @@ def _task_for(command: str) -> Callable:
     (see the end of this file) before Hydra resolves a job's output directory."""
 
     def task(cfg):
-        from cifarx.runtime import run_command
+        from cifarx.run.lifecycle import run_command
 
         return run_command(command, load(COMMANDS[command].target), cfg)
 
@@ -88,7 +88,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(name, problem) if problem else print(text) or 0
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cifarx.runtime import COMMAND_STARTED, INVOCATIONS
+    from cifarx.run.lifecycle import COMMAND_STARTED, INVOCATIONS
 
     INVOCATIONS[0] += 1
     COMMAND_STARTED[:] = [started]
@@ -100,7 +100,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         start_line(name, command.loading)
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
     if name == "train" and resume and not inspecting:
-        from cifarx import resume as resuming
+        from cifarx.run import resume as resuming
 
         problem = resuming.problem(split_overrides(rest), multirun)
         if problem:
@@ -108,7 +108,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         rest = resuming.continue_in_place(rest, resume[-1])
     run_dir = None
     if not inspecting and multirun:  # every value of every swept key, before Hydra makes the sweep's folder
-        from cifarx.preflight import preflight_sweep
+        from cifarx.config.preflight import preflight_sweep
 
         message = preflight_sweep(name, split_overrides(rest))
         if message:
@@ -120,7 +120,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         run_dir = explicit_run_dir(split_overrides(rest))
         if run_dir is not None:  # own the folder before Hydra writes anything into it
             from cifarx.errors import CifarxError, one_line
-            from cifarx.runtime import claim_run_dir
+            from cifarx.run.lifecycle import claim_run_dir
 
             try:
                 claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
@@ -129,13 +129,18 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     import hydra
 
-    from cifarx.config import config_dir
-    from cifarx.hydra_full_disk import NoSpace, full_disk_past_hydra, no_space_before_task
+    from cifarx.config.schema import config_dir
+    from cifarx.errors import CommandExit
+    from cifarx.run.full_disk import NoSpace, full_disk_past_hydra, no_space_before_task
 
     sys.argv = [f"cifarx {name}", *rest]
     try:
         with full_disk_past_hydra():
             hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+    except CommandExit as stop:  # the command's own end: its line, then its exit status
+        if stop.message:
+            print(stop.message, file=sys.stderr)
+        return stop.code
     except NoSpace as full:  # Hydra's own writes (the run directory, .hydra/, the log) met a full disk
         return fail(name, no_space_before_task(name, full, run_dir, own=not inspecting and not multirun,
                                                sweep=multirun and not inspecting))

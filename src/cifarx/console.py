@@ -25,14 +25,6 @@ def is_interactive() -> bool:
 _ERR: Console | None = None
 
 
-def in_sweep() -> bool:
-    """True inside a job of a Hydra multirun (a sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def err_console() -> Console:
     """The one console for everything a run prints on stderr: log lines and live progress share
     it, so rich keeps a line from ever landing inside a bar (and a bar never garbles a line).
@@ -124,7 +116,7 @@ class RunLogHandler(logging.FileHandler):
     disk in one line) rather than logging's traceback on stderr for every line."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        from cifarx.atomic_io import no_space
+        from cifarx.run.atomic_io import no_space
 
         if no_space(sys.exc_info()[1]) is None:
             super().handleError(record)

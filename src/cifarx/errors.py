@@ -22,7 +22,7 @@ class RunError(CifarxError):
 
 
 class Pruned(Exception):
-    """A search's pruner stopped this trial after an epoch (cifarx.search): not an error."""
+    """A search's pruner stopped this trial after an epoch (cifarx.commands.search): not an error."""
 
 
 class TrainingDiverged(CifarxError):
@@ -51,14 +51,14 @@ def describe_compose_error(exc: BaseException, command: str | None = None, overr
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigKeyError, ValidationError
 
-    from cifarx.groups import command_groups, commands_with_group
-    from cifarx.suggest import closest, key_hint, known_keys
+    from cifarx.config.groups import command_groups, commands_with_group
+    from cifarx.config.suggest import closest, key_hint, known_keys
 
     if isinstance(exc, MissingConfigException):
         missing = exc.missing_cfg_file or ""
         group, _, name = missing.rpartition("/")
         choices = list(exc.options or [])
-        if command and group in command_groups(command):  # only what this command offers (cifarx.groups)
+        if command and group in command_groups(command):  # only what this command offers (cifarx.config.groups)
             choices = command_groups(command)[group]
         options = ", ".join(choices)
         hint = closest(name, choices)
@@ -100,3 +100,15 @@ def describe_compose_error(exc: BaseException, command: str | None = None, overr
         return f"invalid value for '{key}': {first}" if key else first
     lines = [ln for ln in text.split("\n") if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     return one_line(" ".join(lines[:3])) or f"{type(cause).__name__}: {one_line(str(cause))}"
+
+
+class CommandExit(BaseException):
+    """A command ending with an exit status, raised below the CLI: only ``cli.main`` turns it into the
+    process's exit code (printing ``message``, when there is one, on stderr). A library caller of
+    ``run_command`` catches it like any exception. A BaseException, as SystemExit is, so that Hydra's
+    job runner and callbacks pass it through instead of reporting a crash."""
+
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message

@@ -3,8 +3,8 @@ value and what it means, section by section; ``--help trainer`` (a section), ``-
 (a group: its options, then its keys) or ``--help trainer.time_budget`` (one key) narrows it.
 
 Values are the composed config's, so ``cifarx train experiment=fast_cpu --help`` shows fast_cpu's.
-Types come from the schemas (cifarx.config), or from the value where a group has none (model,
-optimizer, schedule); meanings from the comments in conf/ (cifarx.confdoc), the one place they
+Types come from the schemas (cifarx.config.schema), or from the value where a group has none (model,
+optimizer, schedule); meanings from the comments in conf/ (cifarx.config.confdoc), the one place they
 are written. The page's frame (header, groups, footer) is conf/hydra/help/cifarx.yaml's template.
 Nothing heavy is imported: no TensorFlow, Keras or scikit-learn.
 """
@@ -66,10 +66,10 @@ def parse(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def help_for(command: str, args: Sequence[str]) -> tuple[str, str | None]:
     """(the help text, or a one-line problem)."""
+    from cifarx.config.groups import experiment_problem, unoffered_problem
+    from cifarx.config.preflight import sweep_variants
     from cifarx.errors import describe_compose_error
-    from cifarx.groups import experiment_problem, unoffered_problem
-    from cifarx.preflight import sweep_variants
-    from cifarx.runtime import register_resolvers
+    from cifarx.run.lifecycle import register_resolvers
 
     register_resolvers()
     topic, overrides = parse(args)
@@ -88,7 +88,7 @@ def help_for(command: str, args: Sequence[str]) -> tuple[str, str | None]:
 def _compose(command: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from cifarx.config import config_dir
+    from cifarx.config.schema import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
         return compose(config_name=command, overrides=overrides, return_hydra_config=True)
@@ -98,8 +98,8 @@ def render(command: str, cfg, topic: str | None) -> tuple[str, str | None]:
     """The page for a composed config (with its ``hydra`` node), whole or narrowed to ``topic``."""
     from omegaconf import OmegaConf
 
-    from cifarx.confdoc import meanings
-    from cifarx.groups import command_groups
+    from cifarx.config.confdoc import meanings
+    from cifarx.config.groups import command_groups
 
     choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()}
     groups = command_groups(command)
@@ -123,7 +123,7 @@ def _fit(text: str) -> str:
 
 def _titles(command: str, cfg, choices: dict, groups: dict) -> dict[str, str]:
     """{section: its title}: a group's section names the option that built it and what it is."""
-    from cifarx.confdoc import _package, defaults_comments, option_descriptions, option_file
+    from cifarx.config.confdoc import defaults_comments, option_descriptions, option_file, package_of
 
     notes = defaults_comments(command)
     titles: dict[str, list[str]] = {}
@@ -131,7 +131,7 @@ def _titles(command: str, cfg, choices: dict, groups: dict) -> dict[str, str]:
         if group not in groups or group.startswith("hydra") or not choice:
             continue
         path = option_file(command, group, choice)
-        package = _package(command, group, path) if path else group
+        package = package_of(command, group, path) if path else group
         if package in cfg and package != "":
             titles.setdefault(package, []).append(f"{group}={choice}")
     out = {}
@@ -294,7 +294,7 @@ def format_sections(sections: list[Section]) -> str:
 
 
 def format_options(command: str, group: str, options: list[str], chosen: str | None) -> str:
-    from cifarx.confdoc import option_descriptions
+    from cifarx.config.confdoc import option_descriptions
 
     about = option_descriptions(command, group, options)
     width = max((len(o) for o in options), default=0)
@@ -308,8 +308,8 @@ def format_options(command: str, group: str, options: list[str], chosen: str | N
 def narrow(command: str, topic: str, sections: list[Section], groups: dict, choices: dict) -> tuple[str, str | None]:
     """The part of the page ``topic`` names: a section, a group's options (and its section), a
     key, or the keys under a prefix (``data.augment``); else one line with a "did you mean"."""
-    from cifarx.groups import commands_with_group
-    from cifarx.suggest import closest
+    from cifarx.config.groups import commands_with_group
+    from cifarx.config.suggest import closest
 
     topic = topic.strip().removeprefix("+")
     by_name = {s.name: s for s in sections if s.name}

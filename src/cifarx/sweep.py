@@ -38,7 +38,7 @@ def planned_jobs(overrides: list[str]) -> list[str] | None:
 
 def _job_overrides(run: Path) -> str:
     """A job's recorded overrides, space-joined as :func:`planned_jobs` joins them ('' when absent or damaged)."""
-    from cifarx.compare import job_overrides
+    from cifarx.commands.compare import job_overrides
 
     return " ".join(job_overrides(run))
 
@@ -56,7 +56,7 @@ def summarize_interrupted(overrides: list[str], sort_by: str = "val_accuracy") -
         common = set.intersection(*(set(job.split()) for job in planned))
         missing = [" ".join(o for o in job.split() if o not in common) for job in missing]
     write_summary(Path(sweep_dir), sort_by, interrupted=True, not_run=missing)
-    from cifarx.tracking import finish_sweep
+    from cifarx.tracking.hooks import finish_sweep
 
     finish_sweep(Path(sweep_dir), CURRENT.get("logger"), status="KILLED")
     return missing
@@ -127,24 +127,22 @@ class SweepSummary(Callback):
         self.sort_by = sort_by
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        from cifarx.errors import CifarxError, one_line
-        from cifarx.tracking import start_sweep
+        from cifarx.errors import CifarxError, CommandExit, one_line
+        from cifarx.tracking.hooks import start_sweep
 
         problem = search_objective_problem(config)
         if problem:
-            print(f"cifarx {config.hydra.job.name}: error: {problem}", file=sys.stderr)
-            sys.exit(2)
+            raise CommandExit(2, f"cifarx {config.hydra.job.name}: error: {problem}")
         CURRENT.update(dir=str(Path(str(config.hydra.sweep.dir)).resolve()), sort_by=self.sort_by,
                        logger=config.get("logger"))
         os.environ[VARYING_ENV] = ",".join(varying_keys(config))
         try:
             start_sweep(config)  # logger=mlflow: the sweep's parent run (jobs become its children)
         except CifarxError as exc:
-            print(f"cifarx {config.hydra.job.name}: error: {one_line(str(exc))}", file=sys.stderr)
-            sys.exit(2)
+            raise CommandExit(2, f"cifarx {config.hydra.job.name}: error: {one_line(str(exc))}") from None
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from cifarx.tracking import finish_sweep
+        from cifarx.tracking.hooks import finish_sweep
 
         CURRENT.clear()
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
@@ -157,8 +155,8 @@ class SweepSummary(Callback):
 def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
                   not_run: list[str] | None = None) -> None:
     """summary.csv, summary.json and the table; exits 1 when a job failed (not when interrupted)."""
-    from cifarx.artifacts import write_bytes_atomic, write_json_atomic
-    from cifarx.compare import print_rows, table, to_csv
+    from cifarx.commands.compare import print_rows, table, to_csv
+    from cifarx.run.rundir import write_bytes_atomic, write_json_atomic
 
     rows = table([sweep_dir], sort_by) if sweep_dir.is_dir() else []
     if not rows and not interrupted:
@@ -174,7 +172,7 @@ def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
         record.update(interrupted=True, not_run=not_run)
     write_json_atomic(sweep_dir / "summary.json", record)
     if rows:
-        from cifarx.compare import short_path
+        from cifarx.commands.compare import short_path
 
         print_rows(rows, f"sweep {short_path(str(sweep_dir))}: {len(rows)} jobs, by {sort_by}", common=sweep_dir)
     if best:
@@ -182,9 +180,10 @@ def write_summary(sweep_dir: Path, sort_by: str, interrupted: bool = False,
     if interrupted:
         return
     if failed:
-            print(f"cifarx: error: {len(failed)} of {len(rows)} sweep jobs failed; their status.json holds "
-                  f"the error (first: {Path(failed[0]['run']).name}: {failed[0]['error']})", file=sys.stderr)
-            sys.exit(1)
+        from cifarx.errors import CommandExit
+
+        raise CommandExit(1, f"cifarx: error: {len(failed)} of {len(rows)} sweep jobs failed; their status.json "
+                             f"holds the error (first: {Path(failed[0]['run']).name}: {failed[0]['error']})")
 
 
 def report_interrupted(name: str, overrides: list[str]) -> int:

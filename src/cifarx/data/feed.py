@@ -1,7 +1,7 @@
 """Training batches whose order depends only on (seed, epoch), at no per-batch Python cost.
 
 Epoch N of a run visits the images in ``epoch_order(seed, N)``, whether the run went straight
-through or was interrupted and resumed (with ``cifarx.callbacks.EpochSeeds`` fixing the layers'
+through or was interrupted and resumed (with ``cifarx.training.callbacks.EpochSeeds`` fixing the layers'
 randomness the same way). Images stay uint8 until they are inside the model.
 
 Two feeds give the same batches:

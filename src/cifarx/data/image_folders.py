@@ -37,7 +37,7 @@ SIXTEEN_BIT_STEP = 257
 
 
 def _fit(img, other_sizes: str):
-    """``img`` (RGB) as 32x32: centred on black (``pad``; _decode_image refuses larger ones before
+    """``img`` (RGB) as 32x32: centred on black (``pad``; decode_image refuses larger ones before
     decoding) or scaled (``resize``)."""
     from PIL import Image
 
@@ -61,7 +61,7 @@ def _to_rgb(img):
     return img.convert("RGB")
 
 
-def _decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.ndarray:
+def decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.ndarray:
     """One image as uint8 32x32 RGB (grayscale and palette images are converted: the grey value
     goes into all three channels; an alpha channel is dropped; 16 bits are scaled to 8)."""
     from PIL import Image, UnidentifiedImageError
@@ -141,7 +141,7 @@ def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str
         for start in progress_steps(starts, f"decoding {split} ({len(names):,} images)",
                                     sizes=[min(DECODE_BLOCK, len(names) - s) for s in starts]):
             for i in range(start, min(start + DECODE_BLOCK, len(names))):
-                x[i] = _decode_image(read(names[i]), names[i], other_sizes)
+                x[i] = decode_image(read(names[i]), names[i], other_sizes)
         arrays[split] = (x, np.asarray(labels, dtype=np.int64))
     return RawData(*arrays["train"], *arrays["test"], classes, skipped=skipped).check(where)
 

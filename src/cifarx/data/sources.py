@@ -23,18 +23,13 @@ from cifarx.data.image_folders import (  # noqa: F401  (re-exported: cifarx.data
     IMAGE_SUFFIXES,
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
-    _decode_image,
-    _fit,
-    _from_listing,
+    decode_image,
     load_image_dir,
     load_zip,
 )
 from cifarx.data.python_batches import (  # noqa: F401  (re-exported)
     MAX_BATCH_BYTES,
     TRAIN_BATCHES,
-    _decode_batch,
-    _from_batches,
-    _unpickle,
     load_batches_dir,
     load_tarball,
 )

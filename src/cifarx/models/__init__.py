@@ -10,7 +10,7 @@ def architecture(model_cfg) -> Architecture:
     """The Architecture a model config names (already one: returned as is)."""
     if isinstance(model_cfg, Architecture):
         return model_cfg
-    from cifarx.instantiate import instantiate
+    from cifarx.config.build import instantiate
 
     return instantiate(model_cfg, "model")
 
@@ -57,7 +57,7 @@ def preprocessed_sample(inputs, preprocessed, x_train, count: int, seed: int):
 
 def load_model(path):
     """Load a saved cifarx model; importing this package registers its custom layers first (and
-    cifarx.optim its schedules and loss).
+    cifarx.training.optim its schedules and loss).
 
     Always in Keras' safe mode (no Lambda or other code from the file is run); a damaged or
     foreign file is a one-line RunError naming it, not Keras' traceback.
@@ -67,9 +67,9 @@ def load_model(path):
     import keras
 
     import cifarx.models.preprocessing  # noqa: F401  (registers cifarx's layers)
-    import cifarx.optim  # noqa: F401  (registers TriangularSchedule, LinearWarmup, SparseSmoothedCrossentropy)
-    from cifarx.artifacts import check_keras_file
+    import cifarx.training.optim  # noqa: F401  (registers TriangularSchedule, LinearWarmup, SparseSmoothedCrossentropy)
     from cifarx.errors import RunError, one_line
+    from cifarx.run.rundir import check_keras_file
 
     if Path(path).suffix == ".keras":
         check_keras_file(Path(path), f"'{path}'")

@@ -1,0 +1,238 @@
+"""Config schemas of the commands and of the groups that build nothing (data, trainer, logger),
+registered with Hydra's ConfigStore.
+
+YAML under ``conf/`` is what users edit; the dataclasses here are the schemas behind it, so a
+misspelled key, a wrong type or an unknown choice fails at composition time. Groups that build an
+object (model, optimizer, schedule) are schemaed by the class they name (cifarx.config.build);
+cifarx.config.validate adds the range checks types cannot express, with one-line messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+def config_dir() -> Path:
+    """The directory holding the YAML configs: inside the wheel, or the repo's ``conf/``."""
+    packaged = Path(__file__).resolve().parents[1] / "conf"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "conf"
+
+
+class Normalize(StrEnum):
+    none = "none"  # raw 0..255 pixel values, as the report's first run
+    scale = "scale"  # divide by 255
+    zscore = "zscore"  # per-channel mean/std from the training split only
+
+
+class Distribute(StrEnum):
+    none = "none"
+    mirrored = "mirrored"  # tf.distribute.MirroredStrategy over every local GPU (TensorFlow backend)
+
+
+class Feed(StrEnum):
+    auto = "auto"  # tf_data on TensorFlow, python elsewhere
+    tf_data = "tf_data"  # batches sliced by tf.gather in C++ (TensorFlow backend only)
+    python = "python"  # a keras.utils.PyDataset: one numpy slice per batch
+
+
+class TTA(StrEnum):
+    none = "none"
+    flip = "flip"  # average of the image and its mirror image: exact, 2 passes
+    flip_translate = "flip_translate"  # also 1-pixel shifts either way (reflect-padded): 4 passes
+
+
+class Checkpoint(StrEnum):
+    best = "best"
+    last = "last"
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = False
+    flip: bool = True  # random horizontal flip
+    shift: float = 0.125  # max shift as a fraction of height/width (0.125 of 32 = 4 px)
+    fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
+
+
+class OtherSizes(StrEnum):
+    refuse = "refuse"  # only 32x32 images (CIFAR-10's size)
+    pad = "pad"  # centre smaller images on a black 32x32 canvas
+    resize = "resize"  # scale any size to 32x32 (bilinear)
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # null: Keras' download/cache; else a batches dir, tar.gz, image folder or zip
+    cache_dir: str = "~/.cache/cifarx"
+    val_fraction: float = 0.2
+    max_train: Optional[int] = None  # stratified subset of the training pool (before the val split)
+    max_test: Optional[int] = None
+    normalize: Normalize = Normalize.zscore
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    other_sizes: OtherSizes = OtherSizes.refuse  # image-folder images that are not 32x32: refuse | pad | resize
+
+
+class LoggerName(StrEnum):
+    none = "none"
+    mlflow = "mlflow"
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = LoggerName.none
+    tracking_uri: Optional[str] = None  # null: the embedded SQLite store in ./outputs
+    artifact_location: Optional[str] = None  # for a new experiment; null: ./outputs/mlartifacts (embedded)
+    experiment: str = "cifarx"
+    log_model: bool = True
+    log_checkpoints: bool = False
+    http_timeout: int = 10
+    http_retries: int = 2
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 140
+    batch_size: int = 64
+    early_stopping: Optional[int] = None  # patience in epochs on val_accuracy; null: off
+    tensorboard: bool = False
+    evaluate: Checkpoint = Checkpoint.best  # which checkpoint the final evaluation uses
+    jit_compile: Any = "auto"  # auto | true | false (XLA; 'auto' keeps it off on CPU)
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
+    deterministic: bool = False  # TensorFlow op determinism (slower)
+    threads: Optional[int] = None  # TensorFlow intra-op threads; null: all cores
+    inter_op_threads: Optional[int] = None  # TensorFlow ops run at once; null: its own choice (fastest with the tf_data feed)
+    steps_per_execution: int = 8  # training steps per compiled call (less Python overhead; same result)
+    distribute: Distribute = Distribute.none
+    cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
+    feed: Feed = Feed.auto  # how training batches reach the model (see cifarx.data.feed)
+    eval_batch_size: Optional[int] = None  # validation/evaluation batch; null: max(256, batch_size)
+    label_smoothing: float = 0.0  # cross-entropy against (1 - s) * one-hot + s / classes
+    score_train: bool = True  # also score the training split at the end (a fit diagnostic; costs a pass)
+    time_budget: Optional[float] = None  # seconds of wall time for the whole run: the epochs that fit (at most `epochs`)
+    time_budget_reserve: float = 0.08  # share of the budget kept for what is not measured (saving, plots)
+    budget_probe_steps: int = 24  # training steps timed to plan a time budget
+    checkpoint_every: int = 1  # save last.keras every N epochs (and at the end); resume repeats the rest exactly
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING  # conf/model: {_target_: an Architecture class, its fields} (cifarx.models)
+    data: DataConfig = MISSING
+    optimizer: Any = MISSING  # conf/optimizer: {_target_: a Keras optimizer class, its arguments}
+    schedule: Any = MISSING  # conf/schedule: {_target_: a cifarx.training.schedules class, its fields}
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 42
+    experiment_name: Optional[str] = None
+    resume: Optional[str] = None  # continue this interrupted (or finished, with more epochs) train run
+    resume_new_data: bool = False  # let resume= go on although the data's content changed (provenance keeps both)
+    objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers (e.g. Optuna)
+    tta: TTA = TTA.none  # test-time augmentation of the val/test predictions
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
+    figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
+
+
+class SavedModel(StrEnum):
+    model = "model"  # the model the run evaluated (best or last; with optimizer.use_ema, the averaged weights)
+    best = "best"
+    last = "last"
+
+
+@dataclass
+class MovedData:
+    root: Optional[str] = None  # read the run's images from here instead (the data moved, or another machine)
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = MISSING  # a train run directory
+    checkpoint: SavedModel = SavedModel.model
+    batch_size: int = 256
+    seed: int = 42
+    tta: Optional[TTA] = None  # test-time augmentation of the val/test predictions; null: the run's own
+    data: MovedData = field(default_factory=MovedData)  # data.root: the run's images, where they are now
+    figures: bool = True  # PNG figures (confusion matrices, misclassified images)
+
+
+class Scale(StrEnum):
+    none = "none"
+    standard = "standard"
+
+
+@dataclass
+class ExtractConfig:
+    run: Optional[str] = None  # a train run directory ...
+    model_path: Optional[str] = None  # ... or a saved .keras model (then `data` says which images)
+    checkpoint: SavedModel = SavedModel.model
+    layer: Optional[str] = None  # null: the layer right before the final classifier
+    batch_size: int = 256
+    data: DataConfig = MISSING  # with run=, only data.root is read: the run's images, where they are now
+    seed: int = 42
+
+
+@dataclass
+class ClfConfig:
+    name: str = MISSING
+    estimator: Any = MISSING  # {_target_: sklearn class, **params}, built with hydra.utils.instantiate
+
+
+@dataclass
+class ClassicConfig:
+    clf: ClfConfig = MISSING
+    features: str = MISSING  # an extract run directory, or "pixels"
+    data: DataConfig = MISSING  # used with features=pixels
+    scale: Scale = Scale.none
+    pca: Optional[int] = None
+    max_train: Optional[int] = None  # stratified subsample of the training features
+    score_train: bool = True  # also score the training split (a fit diagnostic; KNN/SVM predict slowly)
+    score_train_max: Optional[int] = None  # score a stratified sample of this many training rows
+    predict_chunk: int = 2000  # rows per predict call (progress is shown per chunk)
+    pipeline: Optional[str] = None  # evaluate the fitted pipeline of this classic run instead of fitting
+    trust_pipeline: bool = False  # unpickle a pipeline cifarx did not sign on this machine (runs its code)
+    seed: int = 42
+    objective: str = "val_accuracy"  # the metrics.json key returned to Hydra sweepers
+    experiment_name: Optional[str] = None
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
+    figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
+
+
+@dataclass
+class DataStatsConfig:
+    data: DataConfig = MISSING
+    samples_per_class: int = 8
+    seed: int = 42
+
+
+def register_configs() -> None:
+    """Primary schemas per command, and group schemas that the group YAML files extend
+    (``- /schema_data@_here_``); kept outside the groups so they are not options."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="data_command_schema", node=DataStatsConfig)
+    cs.store(name="extract_schema", node=ExtractConfig)
+    cs.store(name="classic_schema", node=ClassicConfig)
+    cs.store(name="schema_clf", node=ClfConfig)
+    cs.store(name="schema_data", node=DataConfig)
+    cs.store(name="schema_logger", node=LoggerConfig)
+
+
+def compose(command: str, overrides: list[str]):
+    """The real config, composed as the CLI does (schemas registered, resolvers on)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cifarx.run.lifecycle import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
+        return hydra_compose(config_name=command, overrides=overrides)

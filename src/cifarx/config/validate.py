@@ -1,0 +1,193 @@
+"""Each command's validator: what the schemas in cifarx.config.schema cannot express (ranges, files that
+must exist, settings that only make sense together). Raises ConfigError with one line naming the
+bad value. A group that builds an object (model, schedule) checks its own ranges where it is built
+(cifarx.config.build); the train validator builds them once to run those checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from cifarx.config.schema import Checkpoint, DataConfig, LoggerName, Scale
+from cifarx.errors import ConfigError, require
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
+
+
+def keys_outside_schema(node, prefix: str = "") -> list[str]:
+    """Keys that a schema does not declare: Hydra's '+key=value' can add them past struct mode."""
+    if not isinstance(node, DictConfig):
+        return []
+    found = []
+    kind = OmegaConf.get_type(node)
+    declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        if declared is not None and key not in declared and not (prefix == "" and key == "hydra"):
+            found.append(path)
+        found += keys_outside_schema(node._get_node(key), path + ".")
+    return found
+
+
+def validate_common(cfg: DictConfig) -> None:
+    """Every command: no undeclared keys, a usable seed, a reachable tracker."""
+    extra = keys_outside_schema(cfg)
+    if extra:
+        from cifarx.config.suggest import closest, config_paths
+
+        match = closest(extra[0], [k for k in config_paths(cfg) if k not in extra])
+        raise ConfigError(f"unknown config key '{extra[0]}'" + (f"; did you mean {match}?" if match else
+                          " (check the spelling; `--cfg job` shows every key)"))
+    seed = cfg.get("seed")
+    if seed is not None:
+        require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
+    logger = cfg.get("logger")
+    if logger is not None and logger.name == LoggerName.mlflow:
+        require(logger.http_timeout > 0 and logger.http_retries >= 0,
+                f"logger.http_timeout={logger.http_timeout} must be > 0 and logger.http_retries={logger.http_retries} >= 0")
+        from cifarx.tracking.hooks import require_mlflow
+
+        require_mlflow()
+
+
+def validate_data(data: DataConfig | DictConfig) -> None:
+    if data.root is not None:
+        require(Path(str(data.root)).expanduser().exists(),
+                f"data.root='{data.root}' does not exist (give a cifar-10-batches-py directory, "
+                "cifar-10-python.tar.gz, an image folder with train/ and test/, or a .zip of one)")
+    require(0.0 <= data.val_fraction < 1.0, f"data.val_fraction={data.val_fraction} must be in [0, 1)")
+    for key in ("max_train", "max_test"):
+        value = data[key]
+        require(value is None or value > 0, f"data.{key}={value} must be a positive count or null")
+    require(0.0 <= data.augment.shift < 0.5, f"data.augment.shift={data.augment.shift} must be in [0, 0.5)")
+
+
+def validate_data_command(cfg: DictConfig) -> None:
+    validate_data(cfg.data)
+
+
+def _existing(key: str, value) -> None:
+    if value is not None:
+        require(Path(str(value)).expanduser().exists(), f"{key}='{value}' does not exist")
+
+
+def validate_evaluate(cfg: DictConfig) -> None:
+    from cifarx.run.rundir import require_run
+
+    require(not OmegaConf.is_missing(cfg, "run"),
+            "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
+    require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
+    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    _existing("data.root", cfg.data.root)
+
+
+def validate_extract(cfg: DictConfig) -> None:
+    from cifarx.run.rundir import check_keras_file, require_run
+
+    require((cfg.run is None) != (cfg.model_path is None),
+            "give exactly one of run=<train run dir> or model_path=<file.keras>")
+    require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
+    if cfg.run is not None:
+        require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    else:
+        require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
+        if str(cfg.model_path).endswith(".keras"):
+            check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
+        validate_data(cfg.data)
+    _existing("data.root", cfg.data.root)
+
+
+EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
+                 "`cifarx classic features=<extract run dir>` (or features=pixels)")
+
+
+def validate_classic(cfg: DictConfig) -> None:
+    from cifarx.config.build import check_tree
+
+    check_tree(cfg.clf.estimator, "clf.estimator")
+    require(not OmegaConf.is_missing(cfg, "features"), f"no features given: {EXTRACT_FIRST}")
+    require(cfg.pca is None or cfg.pca > 0, f"pca={cfg.pca} must be a positive number of components or null")
+    require(cfg.max_train is None or cfg.max_train > 0, f"max_train={cfg.max_train} must be positive or null")
+    require(cfg.score_train_max is None or cfg.score_train_max > 0,
+            f"score_train_max={cfg.score_train_max} must be positive or null")
+    require(cfg.predict_chunk > 0, f"predict_chunk={cfg.predict_chunk} must be positive")
+    require(not (cfg.scale == Scale.standard and "StandardScaler" in str(cfg.clf.estimator)),
+            f"clf={cfg.clf.name} already standardises its features (a StandardScaler in clf.estimator); "
+            "scale=standard would do it twice: leave scale=none")
+    if str(cfg.features) == "pixels":
+        validate_data(cfg.data)
+    else:
+        require(Path(str(cfg.features)).expanduser().is_dir(),
+                f"features='{cfg.features}' is not a directory; {EXTRACT_FIRST}")
+
+
+def _validate_trainer(t) -> None:
+    require(t.epochs > 0, f"trainer.epochs={t.epochs} must be a positive integer")
+    require(t.batch_size > 0, f"trainer.batch_size={t.batch_size} must be a positive integer")
+    require(t.early_stopping is None or t.early_stopping > 0,
+            f"trainer.early_stopping={t.early_stopping} must be a positive patience or null")
+    require(t.precision in PRECISIONS, f"trainer.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
+    require(t.jit_compile in ("auto", True, False),
+            f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
+    for key in ("threads", "inter_op_threads", "cpu_devices", "eval_batch_size"):
+        require(t[key] is None or t[key] > 0, f"trainer.{key}={t[key]} must be positive or null")
+    require(t.time_budget is None or 0 < t.time_budget < math.inf,
+            f"trainer.time_budget={t.time_budget} must be a finite number of seconds > 0, or null (no budget)")
+    for key in ("steps_per_execution", "budget_probe_steps", "checkpoint_every"):
+        require(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
+    require(0 <= t.time_budget_reserve < 1, f"trainer.time_budget_reserve={t.time_budget_reserve} must be in [0, 1)")
+    require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
+
+
+def check_optimizer(opt_cfg) -> None:
+    """What can be checked without making the optimizer (that would start TensorFlow's runtime
+    before the trainer sets its threads): a Keras optimizer class that takes every key given, and
+    a positive peak rate."""
+    from cifarx.config.build import check_arguments
+    from cifarx.run.lifecycle import import_keras_quietly
+
+    import_keras_quietly()  # the class is Keras': its import stays quiet (TensorFlow's start-up lines)
+    check_arguments(opt_cfg, "optimizer")  # a Keras optimizer class (cifarx.config.build.ALLOWED) taking every key
+    lr = opt_cfg.get("learning_rate")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ConfigError(f"optimizer.learning_rate={lr!r} must be a number > 0 (the schedule's peak rate)")
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """A new run's config; with ``resume=``, that the run exists and can be resumed (its own saved
+    config is checked by cifarx.run.resume.resume_config, not today's defaults)."""
+    if cfg.get("resume") is not None:
+        from cifarx.run.resume import RESUMABLE
+        from cifarx.run.rundir import check_keras_file, require_run
+
+        run = require_run(cfg.resume, "train", statuses=RESUMABLE)
+        if (run / "last.keras").exists():
+            check_keras_file(run / "last.keras", f"'{run / 'last.keras'}'")
+        return
+    validate_train_config(cfg)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """The trainer's ranges, the data, and the objects the model, optimizer and schedule groups
+    build (each checks its own ranges and is of its group's allowed kind), then what they need of
+    each other."""
+    from cifarx.config.build import instantiate
+
+    _validate_trainer(cfg.trainer)
+    validate_data(cfg.data)
+    architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
+    architecture.check_run(cfg)
+    schedule.check_run(cfg)
+    if cfg.data.val_fraction == 0:  # no validation split: nothing to choose a checkpoint or stop by
+        require(not cfg.trainer.early_stopping,
+                f"trainer.early_stopping={cfg.trainer.early_stopping} needs a validation split (split=holdout or "
+                "data.val_fraction > 0): without one it would stop by training accuracy")
+    if cfg.optimizer.get("use_ema"):
+        require(cfg.trainer.evaluate == Checkpoint.last,
+                "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
+                "weights: set trainer.evaluate=last")
+    check_optimizer(cfg.optimizer)  # last: it imports Keras

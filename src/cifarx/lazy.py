@@ -1,0 +1,22 @@
+"""Package façades that import nothing until a name is used (PEP 562), so ``import cifarx.run`` stays
+light and packages can name each other's public objects without import cycles."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+
+def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a package whose public names (``table``: name -> submodule)
+    live in its submodules."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in table:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{table[name]}"), name)
+
+    def __dir__() -> list[str]:
+        return sorted(table)
+
+    return __getattr__, __dir__

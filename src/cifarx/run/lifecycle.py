@@ -1,0 +1,284 @@
+"""What every command shares around its plain ``run_*`` function: resolvers, the quiet Keras
+import, the run directory's lifecycle (validation first, then tracking, status, discarding what a
+refused run made), and turning user errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from cifarx.errors import CifarxError, CommandExit, Pruned, one_line
+from cifarx.run.job import Job
+from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir  # noqa: F401
+
+log = logging.getLogger("cifarx")
+
+
+
+def register_resolvers() -> None:
+    from cifarx.config.schema import register_configs
+
+    register_configs()
+    from cifarx.config.groups import command_conf, groups_help
+
+    if not OmegaConf.has_resolver("cifarx_groups"):
+        OmegaConf.register_new_resolver("cifarx_groups", groups_help)
+    if not OmegaConf.has_resolver("cifarx_conf"):
+        OmegaConf.register_new_resolver("cifarx_conf", command_conf)
+    if not OmegaConf.has_resolver("cifarx_varying"):
+        from cifarx.sweep import job_dirname
+
+        OmegaConf.register_new_resolver("cifarx_varying", job_dirname)
+    if not OmegaConf.has_resolver("cifarx_pid"):
+        OmegaConf.register_new_resolver("cifarx_pid", run_dir_suffix, use_cache=True)
+
+
+INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
+COMMAND_STARTED: list[float] = []  # time.monotonic() when cli.main started the current command (the budget's clock)
+
+
+def run_dir_suffix() -> str:
+    """What follows the timestamp in a default run directory's name: the process id, and from a
+    second command in the same process on (cifarx called as a library), its number too, so two
+    commands started in the same second never share a directory."""
+    return str(os.getpid()) if INVOCATIONS[0] <= 1 else f"{os.getpid()}-{INVOCATIONS[0]}"
+
+
+def import_keras_quietly():
+    """Import Keras (and its backend) with C++ start-up chatter (oneDNN, absl) kept off stderr.
+
+    TensorFlow prints those lines from native code before any Python logging is configured and
+    no environment variable silences all of them, so stderr is pointed at /dev/null meanwhile.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    from cifarx.console import err_console
+
+    err_console()  # made while stderr is still the terminal: rich decides once whether it may draw live bars
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        from cifarx.training.devices import machine_gpus
+
+        if keras.backend.backend() == "tensorflow" and not machine_gpus():
+            import tensorflow as tf
+
+            # With no NVIDIA driver, TensorFlow's GPU-capable wheel prints 'failed call to cuInit ...
+            # UNKNOWN ERROR (303)' from native code when it first lists devices: list them here, quietly
+            # (listing does not start the runtime: threads are still set by the trainer).
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return keras
+
+
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (a cluster's pre-emption, `kill`) like Ctrl-C: stop, record, say how to resume."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _no_space(exc: BaseException) -> OSError | None:
+    """The full-disk error behind ``exc`` (a library may wrap it), or None."""
+    from cifarx.run.atomic_io import no_space
+
+    return no_space(exc)
+
+
+def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,
+                run_dir: str | os.PathLike | None = None) -> Any:
+    """Run ``fn(cfg, run)`` inside a run directory that this process owns and that records its
+    own status (``run_dir`` replaces Hydra's output directory, for in-process callers). The job's
+    facts (:class:`cifarx.run.job.Job`) travel as ``run.job``.
+
+    A user error (bad data, missing files) before any result exists removes exactly the files this
+    run made (and the directory, only if this run made it), so nothing is left that looks like a
+    result; later failures leave ``status.json`` saying ``failed`` with the error. Returns the value
+    a Hydra sweeper optimises.
+    """
+    from cifarx.run.rundir import RunDir
+
+    job = Job.in_process(run_dir) if run_dir is not None else Job.from_hydra()
+    run = RunDir(job.run_dir, command)
+    run.job = job
+    multirun = job.multirun
+    resuming = command == "train" and cfg.get("resume") is not None
+    stop_on_sigterm()
+
+    def refuse(message: str):
+        if multirun:  # the sweep goes on; its summary reports the failure
+            log.error("cifarx %s: error: %s", command, message)
+            return None
+        raise CommandExit(2, f"cifarx {command}: error: {message}")
+
+    claimed_here = run.path not in CLAIMED
+    try:
+        claim_run_dir(run.path, resuming, job_name=command if run_dir is None else None)
+    except CifarxError as exc:  # not ours to touch: nothing is written or removed
+        return refuse(one_line(str(exc)))
+    # Claimed by the CLI before Hydra ran: it knows whether the folder existed. Claimed here under
+    # Hydra: the folder held nothing but Hydra's files for this job, so Hydra made it for this run.
+    existed = CLAIMED[run.path] if not claimed_here or run_dir is not None else False
+    try:
+        return _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed)
+    finally:
+        release_run_dir(run.path)
+
+
+def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool) -> Any:
+    from cifarx.commands.registry import COMMANDS, validate
+    from cifarx.run.rundir import LOCK_FILE, resume_hint
+    from cifarx.tracking import hooks as tracking  # light: MLflow itself is imported only with logger=mlflow
+
+    try:
+        validate(command, cfg)
+        if resuming:
+            from cifarx.run.resume import resume_config
+
+            # Hydra's overrides only for a job Hydra runs: an in-process caller's would be a previous job's
+            cfg = resume_config(cfg, list(run.job.overrides))
+            run.resumed = True  # provenance keeps the first process's facts and appends this one's
+        store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
+        run.begin(cfg)
+        run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
+        if COMMANDS[command].keras:
+            import_keras_quietly()
+        run.tracker = tracking.start_for(command, cfg, run, store, resuming)
+        try:
+            result = fn(cfg, run)
+        finally:  # a bar an error cut short (Keras skips on_train_end then) goes before anything is said
+            from cifarx.console import close_live
+
+            close_live()
+    except CifarxError as exc:
+        message = one_line(str(exc))
+        if run.has_results or multirun:
+            _record(run, "failed", error=message)
+            tracking.end_for(run, "FAILED", cfg)
+        elif not resuming:  # a refused resume leaves the existing run exactly as it was
+            tracking.end_for(run, "FAILED", cfg, discard=True)  # no result: the MLflow run goes too
+            # Hydra's files and the lock were made for this run too: the folder held none before.
+            run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
+        return refuse(message)
+    except KeyboardInterrupt:
+        from cifarx.console import close_live
+
+        close_live()  # the bar Ctrl-C cut short goes: the lines below start on a clean line
+        if resuming and not run.begun:  # stopped before it continued: the run stays exactly as it was
+            raise CommandExit(130, f"cifarx {command}: interrupted before resuming; {run.path} is unchanged")
+        _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        tracking.end_for(run, "KILLED", cfg)
+        if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
+            raise
+        _tell(_interrupted_line(command, run))
+        raise CommandExit(130)
+    except Pruned:  # a search's pruner stopped it: history.csv stays, the search records the trial
+        from cifarx.console import close_live
+
+        close_live()
+        _record(run, "pruned")
+        tracking.end_for(run, "KILLED", cfg)
+        raise
+    except Exception as exc:
+        if resuming and not run.begun:  # a bug, not the run's fault: it stays exactly as it was
+            raise
+        full = _no_space(exc)
+        if full:
+            keep = run.has_results or multirun or resuming  # else nothing of value: the run goes
+            hint = f"; free space, then {resume_hint(run.path)}" if command == "train" and run.begun and keep \
+                else "; free space and run again"
+            message = f"no space left on device ({full.filename or run.path}){hint}"
+            if keep:
+                try:
+                    run.set_status("failed", error=message)
+                except (CifarxError, OSError):  # not even room for its temporary: in the old one's place
+                    from cifarx.run.atomic_io import update_json_in_place
+                    from cifarx.run.rundir import STATUS_FILE, utc_now
+
+                    if not update_json_in_place(run.file(STATUS_FILE), {"status": "failed", "error": message,
+                                                                        "updated": utc_now(), "pid": os.getpid()}):
+                        message += f"; {STATUS_FILE} could not be updated"
+                tracking.end_for(run, "FAILED", cfg)
+            else:  # as a refused run goes (and frees the space it took)
+                tracking.end_for(run, "FAILED", cfg, discard=True)
+                run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
+            return refuse(message)
+        _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
+        tracking.end_for(run, "FAILED", cfg)
+        if multirun:
+            log.exception("cifarx %s: job failed", command)
+            return None
+        raise
+    run.set_status("completed")
+    tracking.end_for(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
+    if multirun and isinstance(result, dict):
+        _job_line(run, result)
+    if not isinstance(result, dict):
+        return result
+    key = cfg.get("objective")
+    return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+
+
+def _interrupted_line(command: str, run) -> str:
+    """The one line an interrupted run ends with: what it kept and, for train, the exact command
+    that continues it."""
+    if command != "train" or not run.begun:
+        return f"cifarx {command}: interrupted; partial results kept in {run.path}"
+    from cifarx.run.history import checkpoint_epochs
+    from cifarx.run.rundir import resume_hint
+
+    last = run.file("last.keras")
+    held = checkpoint_epochs(last) if last.exists() else 0  # None: a last.keras that does not say
+    kept = ("no finished epoch yet" if held == 0 else "last.keras" if held is None
+            else f"{held} finished epoch{'s' if held != 1 else ''} (last.keras)")
+    return f"cifarx train: interrupted; kept {kept} in {run.path}; continue with: {resume_hint(run.path)}"
+
+
+def _tell(message: str) -> None:
+    """``message`` on the terminal, through the console live progress uses (so on a line of its
+    own), and in the run's log file: logged through the ``cifarx`` logger marked for the log
+    file only (``cifarx.console.ConsoleHandler`` would print it a second time)."""
+    from cifarx.console import err_console, wrap_words
+
+    if log.hasHandlers():  # else logging's last-resort handler would print it on stderr again
+        log.warning(message, extra={"log_file_only": True})
+    out = err_console()
+    out.print(wrap_words(message, out.width) if out.is_terminal else message, markup=False, highlight=False,
+              soft_wrap=True)
+
+
+def _job_line(run, result: dict) -> None:
+    """A sweep job's one line: its number, what it set, its scores, its time."""
+    scores = "  ".join(f"{k.split('_')[0]} {result[k]:.4f}" for k in ("val_accuracy", "test_accuracy")
+                       if isinstance(result.get(k), (int, float)))
+    seconds = result.get("seconds")
+    from cifarx.sweep import varying_overrides
+
+    log.info("job %s %s  %s%s  %s", run.job.number, " ".join(varying_overrides(run.job.overrides)) or "(defaults)",
+             scores,
+             f"  {seconds:.0f}s" if isinstance(seconds, (int, float)) else "", run.path.name)
+
+
+def _record(run, status: str, **fields) -> None:
+    """Write the final status if the directory still can take it (it may be gone, or the disk full)."""
+    try:
+        run.set_status(status, **fields)
+    except (CifarxError, OSError) as exc:
+        log.warning("could not record status '%s' in %s (%s)", status, run.path, one_line(str(exc)))

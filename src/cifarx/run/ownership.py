@@ -1,0 +1,102 @@
+"""Which run directories this process owns: cifarx writes only into a directory it made for this
+run (or a run it is resuming), locked so no other process writes there at the same time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from cifarx.errors import ConfigError
+
+# Run directories this process has claimed (locked), with whether each existed before the claim.
+CLAIMED: dict[Path, bool] = {}
+
+
+def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
+    """What Hydra itself writes into a run directory before the task starts."""
+    hydra_dir = run / ".hydra"
+    return (hydra_dir / "config.yaml", hydra_dir / "hydra.yaml", hydra_dir / "overrides.yaml", run / f"{job_name}.log")
+
+
+def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str | None = None) -> None:
+    """Make ``path`` this process's run directory: lock it, and refuse a folder that already holds
+    anything but Hydra's own files for this job (cifarx never writes into what it did not make).
+
+    A resumed run's directory is a cifarx run by construction (validated separately); it is locked
+    so a second process cannot resume or write into it at the same time.
+    """
+    from cifarx.errors import RunError
+    from cifarx.run.rundir import LOCK_FILE, is_locked, lock_run_dir
+
+    path = Path(path).resolve()  # as Hydra does: abspath, no '~' expansion
+    if path in CLAIMED:
+        return
+    existed = path.exists()
+    if existed and not path.is_dir():
+        raise ConfigError(f"hydra.run.dir='{path}' is a file, not a directory; choose a directory")
+    if existed and is_locked(path):
+        from cifarx.run.rundir import lock_holder
+
+        raise RunError(f"run directory '{path}' is in use by another cifarx process{lock_holder(path)}; "
+                       "wait for it to finish or choose another hydra.run.dir")
+    ours = set(hydra_files(path, job_name)) if job_name else set()
+
+    def foreign() -> list[Path]:
+        if resuming or not path.is_dir():
+            return []
+        return [p for p in sorted(path.rglob("*")) if p.is_file() and p.name != LOCK_FILE and p not in ours]
+
+    def refuse(found: list[Path]):
+        return ConfigError(f"hydra.run.dir='{path}' already holds files cifarx did not make in this run "
+                           f"({len(found)}, e.g. '{found[0].relative_to(path)}'); cifarx never writes into "
+                           "or deletes such a folder: choose a new or empty directory"
+                           + (" (or resume=<run dir> to continue a train run)" if job_name in (None, "train") else ""))
+
+    found = foreign()
+    if found:
+        raise refuse(found)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(path)
+    except OSError as exc:  # a full disk: no room for the folder or its lock file
+        from cifarx.run.atomic_io import no_space, no_space_message
+
+        full = no_space(exc)
+        if full is None:
+            raise
+        # What is there was made for this run: Hydra's files for this job (a folder holding
+        # nothing else is one Hydra made for it), or nothing (a folder this call made).
+        discard_unstarted(path, job_name, made=not existed or job_name is not None)
+        raise RunError(no_space_message(full, path)) from exc
+    CLAIMED[path] = existed
+    found = foreign()  # another process may have written between the check and the lock
+    if found:
+        release_run_dir(path)
+        raise refuse(found)
+
+
+def release_run_dir(path: str | os.PathLike) -> None:
+    from cifarx.run.rundir import unlock_run_dir
+
+    path = Path(path).resolve()
+    CLAIMED.pop(path, None)
+    unlock_run_dir(path)
+
+
+def discard_unstarted(path: str | os.PathLike, job_name: str | None, made: bool) -> None:
+    """Remove what Hydra and the claim wrote into ``path`` for a run that never began (a full
+    disk stopped it first): Hydra's files for ``job_name``, the lock, ``.hydra/`` and, when this
+    invocation ``made`` it, the folder, each only if empty. A folder where a cifarx run began
+    (it has a status) is left exactly as it is."""
+    from cifarx.run.rundir import LOCK_FILE, STATUS_FILE
+
+    path = Path(path).resolve()
+    if not path.is_dir() or (path / STATUS_FILE).exists():
+        return
+    for file in (*(hydra_files(path, job_name) if job_name else ()), path / LOCK_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+    for folder in (path / ".hydra", *((path,) if made else ())):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: anything else in it was not ours
