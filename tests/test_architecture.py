@@ -108,3 +108,11 @@ def test_importing_a_package_is_light():
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_run_recorded_before_the_package_layout_still_builds_its_schedule():
+    """Saved configs name ``cifarx.schedules.<Class>`` (the flat layout): it builds today's class."""
+    from cifarx.config.build import target_of
+    from cifarx.training.schedules import OneCycle
+
+    assert target_of({"_target_": "cifarx.schedules.OneCycle"}, "schedule") is OneCycle

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_batches_dir
+from conftest import compose, run_cli, write_batches_dir
 
 
 def test_help_lists_every_command_without_importing_tensorflow():
@@ -95,28 +95,24 @@ def test_help_into_a_closed_pipe_is_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_config_passed_at_preflight_is_checked_again_anywhere_but_its_own_job(tmp_path, monkeypatch):
-    """Validation runs once per command: the job right after its pre-flight skips it, and nothing
-    else does (another directory, or the same config a second time)."""
-    from cifarx.commands.registry import validate
-    from cifarx.errors import ConfigError
-    from helpers import compose
+def test_a_library_caller_s_config_is_validated_and_a_cli_job_s_once(tmp_path, monkeypatch):
+    """Validation runs once per command: pre-flight checks a CLI run's config and its Hydra job does
+    not check it again; run_command called as a library (no pre-flight) checks it itself."""
+    from cifarx.commands import registry
+    from cifarx.errors import CommandExit
+    from cifarx.run.lifecycle import run_command
 
-    (tmp_path / "a" / "mydata").mkdir(parents=True)
-    (tmp_path / "b").mkdir()
-    cfg = compose("data", ["data.root=mydata"])
-    monkeypatch.chdir(tmp_path / "a")
-    validate("data", cfg, preflight=True)
-    validate("data", cfg)  # its job: skipped (would pass anyway here)
-    monkeypatch.chdir(tmp_path / "b")
-    with pytest.raises(ConfigError, match="data.root='mydata' does not exist"):
-        validate("data", cfg)
-    monkeypatch.chdir(tmp_path / "a")
-    validate("data", cfg, preflight=True)
-    (tmp_path / "a" / "mydata").rmdir()
-    validate("data", cfg)  # the one job after pre-flight
-    with pytest.raises(ConfigError, match="does not exist"):
-        validate("data", cfg)  # a second command with the same config is checked again
+    calls = []
+    real = registry.validate
+    monkeypatch.setattr(registry, "validate", lambda command, cfg: calls.append(command) or real(command, cfg))
+    write_batches_dir(tmp_path / "d")
+    result = run_cli(["data", f"data.root={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}",
+                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["data"]  # pre-flight's; the job's was skipped
+    with pytest.raises(CommandExit) as stop:  # a library caller's bad config is refused by run_command itself
+        run_command("data", lambda cfg, run: {}, compose("data", ["data.root=missing"]), run_dir=tmp_path / "lib")
+    assert "data.root='missing' does not exist" in stop.value.message and calls == ["data", "data"]
 
 
 def test_tilde_and_home_expand_in_path_values(tmp_path):

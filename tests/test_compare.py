@@ -109,7 +109,7 @@ def test_the_sweep_summary_is_written_despite_damaged_jobs(sweep_dir, capsys):
     with open(sweep_dir / "summary.csv") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["completed", "completed", "damaged", "damaged", "damaged"]
     captured = capsys.readouterr()
-    assert "best: " in captured.out and "3 of 5 sweep jobs failed" in captured.err
+    assert "best: " in captured.out and "3 of 5 sweep jobs failed" in stop.value.message
 
 
 def test_an_interrupted_sweep_knows_which_jobs_ran_whatever_their_values(tmp_path, monkeypatch, capsys):

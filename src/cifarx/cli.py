@@ -44,7 +44,7 @@ def _task_for(command: str) -> Callable:
     def task(cfg):
         from cifarx.run.lifecycle import run_command
 
-        return run_command(command, load(COMMANDS[command].target), cfg)
+        return run_command(command, load(COMMANDS[command].target), cfg, preflighted=True)  # by cli._main
 
     task.__name__ = command
     return task

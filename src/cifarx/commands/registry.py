@@ -48,29 +48,13 @@ def load(target: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
-_PREFLIGHTED: set[str] = set()  # configs that passed pre-flight and whose job has not started yet
-
-
-def validate(command: str, cfg, preflight: bool = False) -> None:
-    """The checks every command shares, then the command's own. A job whose exact config passed
-    pre-flight just before, in this process and directory, is not checked a second time (once only:
-    the next command checks again)."""
-    import os
-
-    from omegaconf import OmegaConf
-
+def validate(command: str, cfg) -> None:
+    """The checks every command shares, then the command's own."""
     from cifarx.config.validate import validate_common
 
-    key = f"{os.getcwd()}\n{command}\n{OmegaConf.to_yaml(cfg, resolve=True)}"
-    if not preflight and key in _PREFLIGHTED:
-        _PREFLIGHTED.discard(key)
-        return
     validate_common(cfg)
     if COMMANDS[command].validator:
         load(COMMANDS[command].validator)(cfg)
-    if preflight:
-        _PREFLIGHTED.clear()
-        _PREFLIGHTED.add(key)
 
 
 def usage() -> str:

@@ -37,7 +37,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
         return describe_compose_error(exc, command, plain)
     try:
         OmegaConf.resolve(cfg)
-        validate(command, cfg, preflight=True)
+        validate(command, cfg)
         if command == "train" and cfg.get("resume") is not None:  # the run's own config, its length, its data
             from cifarx.run.resume import resume_config
 

@@ -19,6 +19,7 @@ class Job:
     sweep_dir: Path | None = None
     parallel_jobs: int = 1  # jobs the launcher runs at once on this machine (they share its cores)
     hydra_job: bool = False  # Hydra runs this job (else a library caller named run_dir)
+    preflighted: bool = False  # its config passed pre-flight in this process just before: not checked twice
 
     @classmethod
     def in_process(cls, run_dir: str | os.PathLike) -> Job:
@@ -26,8 +27,9 @@ class Job:
         return cls(Path(run_dir).resolve())
 
     @classmethod
-    def from_hydra(cls) -> Job:
-        """The job Hydra is running now (called only inside Hydra's task function)."""
+    def from_hydra(cls, preflighted: bool = False) -> Job:
+        """The job Hydra is running now (called only inside Hydra's task function). ``preflighted``:
+        the CLI checked this job's config before Hydra ran (a single run; a sweep's jobs are checked)."""
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
@@ -38,4 +40,5 @@ class Job:
         return cls(run_dir=Path(hc.runtime.output_dir).resolve(), multirun=multirun,
                    overrides=tuple(hc.overrides.task), number=hc.job.get("num") if multirun else None,
                    sweep_dir=Path(hc.sweep.dir).resolve() if multirun else None,
-                   parallel_jobs=int(launcher.get("n_jobs") or 1) if joblib else 1, hydra_job=True)
+                   parallel_jobs=int(launcher.get("n_jobs") or 1) if joblib else 1, hydra_job=True,
+                   preflighted=preflighted and not multirun)

@@ -103,10 +103,11 @@ def _no_space(exc: BaseException) -> OSError | None:
 
 
 def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,
-                run_dir: str | os.PathLike | None = None) -> Any:
+                run_dir: str | os.PathLike | None = None, preflighted: bool = False) -> Any:
     """Run ``fn(cfg, run)`` inside a run directory that this process owns and that records its
     own status (``run_dir`` replaces Hydra's output directory, for in-process callers). The job's
-    facts (:class:`cifarx.run.job.Job`) travel as ``run.job``.
+    facts (:class:`cifarx.run.job.Job`) travel as ``run.job``; ``preflighted``: the CLI checked this
+    config just before Hydra ran (a job Hydra runs only), so it is not checked again.
 
     A user error (bad data, missing files) before any result exists removes exactly the files this
     run made (and the directory, only if this run made it), so nothing is left that looks like a
@@ -115,7 +116,7 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     """
     from cifarx.run.rundir import RunDir
 
-    job = Job.in_process(run_dir) if run_dir is not None else Job.from_hydra()
+    job = Job.in_process(run_dir) if run_dir is not None else Job.from_hydra(preflighted)
     run = RunDir(job.run_dir, command)
     run.job = job
     multirun = job.multirun
@@ -148,7 +149,8 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
     from cifarx.tracking import hooks as tracking  # light: MLflow itself is imported only with logger=mlflow
 
     try:
-        validate(command, cfg)
+        if not run.job.preflighted:
+            validate(command, cfg)
         if resuming:
             from cifarx.run.resume import resume_config
 
