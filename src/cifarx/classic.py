@@ -107,7 +107,7 @@ def pipeline_signature(path: Path) -> tuple[str, str]:
     return digest, hmac.new(_signing_key(), digest.encode(), hashlib.sha256).hexdigest()
 
 
-def _load_pipeline(path_str: str, dim: int, class_names: list[str], trust: bool = False):
+def load_pipeline(path_str: str, dim: int, class_names: list[str], trust: bool = False):
     """A fitted pipeline from a classic run, unpickled only if cifarx signed it on this machine
     (or ``trust``): a pickle runs code when loaded, so a file from elsewhere is refused first."""
     import hmac
@@ -136,6 +136,9 @@ def _load_pipeline(path_str: str, dim: int, class_names: list[str], trust: bool 
     except Exception as exc:
         raise RunError(f"cannot load '{run / PIPELINE_FILE}': {type(exc).__name__} (damaged?); "
                        "fit it again with `cifarx classic`") from exc
+
+
+_load_pipeline = load_pipeline  # its earlier name
 
 
 def _check_fit_sizes(cfg, n_samples: int, dim: int) -> None:
@@ -182,7 +185,7 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
                           f"({len(class_names)}); a stratified sample needs one row per class")
     fit_seconds, fit_count = 0.0, None
     if cfg.pipeline is not None:
-        pipeline, _ = _load_pipeline(str(cfg.pipeline), dim, class_names, trust=bool(cfg.get("trust_pipeline")))
+        pipeline, _ = load_pipeline(str(cfg.pipeline), dim, class_names, trust=bool(cfg.get("trust_pipeline")))
     else:
         pipeline = build_pipeline(cfg)
         x_fit, y_fit = stratified_subset(*splits["train"], cfg.max_train, int(cfg.seed), "max_train")

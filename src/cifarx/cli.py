@@ -28,6 +28,8 @@ from cifarx.runtime import register_resolvers
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
+# Exit statuses: 0 done, 1 a bug (a traceback), 2 a user error (one line), 130 interrupted, and:
+EXIT_PARTIAL = 3  # done, but some inputs were left out (the command returned {"outcome": "partial"}: predict's skipped.csv)
 
 
 def fail(command: str | None, message: str, code: int = 2) -> int:
@@ -88,9 +90,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(name, problem) if problem else print(text) or 0
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cifarx.runtime import COMMAND_STARTED, INVOCATIONS
+    from cifarx.runtime import COMMAND_STARTED, FINISHED, INVOCATIONS
 
     INVOCATIONS[0] += 1
+    FINISHED.clear()
     COMMAND_STARTED[:] = [started]
     inspecting = any(a.split("=", 1)[0] in _INSPECT_FLAGS for a in rest)  # --cfg job, --cfg=job
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
@@ -145,6 +148,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from cifarx.sweep import report_interrupted
 
         return report_interrupted(name, split_overrides(rest))
+    if not multirun and FINISHED and isinstance(FINISHED[0], dict) and FINISHED[0].get("outcome") == "partial":
+        return EXIT_PARTIAL
     return 0
 
 

@@ -39,6 +39,7 @@ def register_resolvers() -> None:
 
 INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
 COMMAND_STARTED: list[float] = []  # time.monotonic() when cli.main started the current command (the budget's clock)
+FINISHED: list[Any] = []  # what the last command run here returned, once completed (cli.main picks the exit status)
 
 
 def run_dir_suffix() -> str:
@@ -113,6 +114,7 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     """
     from cifarx.artifacts import RunDir
 
+    FINISHED.clear()
     run = RunDir(run_dir, command) if run_dir is not None else RunDir.from_hydra(command)
     run.from_hydra_job = run_dir is None
     from cifarx.console import in_sweep
@@ -229,6 +231,7 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
         raise
     run.set_status("completed")
     tracking.end_for(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
+    FINISHED[:] = [result]
     if multirun and isinstance(result, dict):
         _job_line(command, run, result)
     if not isinstance(result, dict):
