@@ -31,6 +31,7 @@ KINDS = "an image, a folder, a .zip, a glob pattern such as 'photos/*.jpg' (quot
 class ImageFile:
     name: str  # how predictions.csv, skipped.csv and messages show it
     read: Callable[[], bytes]
+    problem: str | None = None  # why it cannot be read, known from the listing (a list file's missing path)
 
 
 @dataclass
@@ -66,7 +67,7 @@ def _missing(name: str, why: str) -> ImageFile:
     def read() -> bytes:
         raise DataError(f"'{printable(name)}' {why}")
 
-    return ImageFile(printable(name), read)
+    return ImageFile(printable(name), read, f"'{printable(name)}' {why}")
 
 
 def _folder(source: str) -> tuple[list[ImageFile], int]:
@@ -93,7 +94,7 @@ def _listed(source: str) -> list[ImageFile]:
         if not line or line.startswith("#"):
             continue
         path = Path(line).expanduser()
-        shown = str(path if path.is_absolute() else base / path)
+        shown = str(path) if path.is_absolute() else os.path.normpath(base / path)
         path = Path(shown).expanduser()
         if path.is_dir():
             files.append(_missing(shown, "is a folder; a list file names image files, one a line"))
@@ -176,6 +177,8 @@ def check_source(source: str, other_sizes: str | None = None) -> str:
 def decode_file(file: ImageFile, other_sizes: str = "refuse") -> np.ndarray:
     """``file`` as uint8 32x32 RGB, exactly as training decodes an image of its folder: the same
     formats (by suffix), size policy, grayscale-to-RGB; DataError naming the file otherwise."""
+    if file.problem:
+        raise DataError(file.problem)
     if Path(file.name).suffix.lower() not in IMAGE_SUFFIXES:
         raise DataError(f"'{file.name}' is not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
     try:
@@ -184,4 +187,12 @@ def decode_file(file: ImageFile, other_sizes: str = "refuse") -> np.ndarray:
         raise DataError(f"'{file.name}' cannot be read: {one_line(exc.strerror or str(exc))}") from exc
     if not blob:
         raise DataError(f"'{file.name}' is empty (0 bytes)")
-    return decode_image(blob, file.name, other_sizes)
+    try:
+        return decode_image(blob, file.name, other_sizes)
+    except DataError as exc:
+        from PIL import UnidentifiedImageError
+
+        cause = exc.__cause__
+        if cause is None or isinstance(cause, UnidentifiedImageError) or not str(cause).strip():
+            raise
+        raise DataError(f"{exc} ({one_line(str(cause))[:120]})") from cause  # e.g. "image file is truncated"
