@@ -114,6 +114,7 @@ def describe_run(run: str | os.PathLike, checkpoint: str = "model") -> RunInfo:
     from omegaconf import OmegaConf
 
     from cifarx.artifacts import check_keras_file, read_json, require_run
+    from cifarx.data.raw import IMAGE_SHAPE
 
     kind = run_kind(run)
     if kind == "train":
@@ -135,7 +136,7 @@ def describe_run(run: str | os.PathLike, checkpoint: str = "model") -> RunInfo:
     features = str(metrics.get("features") or cfg.features)
     if features == "pixels":
         return RunInfo(path, kind, list(metrics["class_names"]), str(cfg.data.get("other_sizes") or "refuse"),
-                       "none", None, pipeline_run=pipeline_run, features="pixels", dim=int(np.prod((32, 32, 3))))
+                       "none", None, pipeline_run=pipeline_run, features="pixels", dim=int(np.prod(IMAGE_SHAPE)))
     extract = require_run(_recorded_path(path, features), "extract", needs=("features.json", "config.yaml"))
     meta = read_json(extract / "features.json")
     model_path = Path(meta["model_path"])

@@ -126,6 +126,7 @@ def run_predict(cfg, run: RunDir) -> dict[str, Any]:
     seconds = {"load": load_seconds, "list": list_seconds, **result.seconds, "write": time.perf_counter() - t}
     metrics = {
         **describe(predictor.info), "checkpoint": str(cfg.checkpoint), "source": str(cfg.source),
+        "source_path": str(Path(str(cfg.source)).expanduser().absolute()),
         "source_kind": kind, "files": files, "predicted": len(result), "skipped": skipped, "hidden": hidden,
         "tta": predictor.tta, "other_sizes": predictor.other_sizes, "top_k": top_k,
         "probabilities": result.proba is not None, "counts": result.counts(),
