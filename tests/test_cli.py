@@ -16,7 +16,7 @@ def test_help_lists_every_command_without_importing_tensorflow():
             "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') if m in sys.modules]; "
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    for command in ("train", "evaluate", "data", "extract", "classic", "compare"):
+    for command in ("train", "evaluate", "data", "extract", "classic", "predict", "compare"):
         assert f"  {command} " in out
     assert "HEAVY []" in out
 
@@ -45,7 +45,7 @@ def test_unknown_command_is_one_line(tmp_path):
     result = run_cli(["trian"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("cifarx: error: unknown command 'trian'; choose one of: "
-                                     "train, evaluate, data, extract, classic, compare, search")
+                                     "train, evaluate, data, extract, classic, predict, compare, search")
 
 
 GROUPS = {"train": {"model", "optimizer", "schedule", "data", "split", "logger", "experiment", "hparams_search"},

@@ -48,7 +48,7 @@ def test_help_shows_the_composed_values(tmp_path):
     assert _row(out, "time_budget")[2] == "900.0" and _row(out, "batch_size")[2] == "256"
 
 
-@pytest.mark.parametrize("command", ["train", "classic", "evaluate", "extract", "data"])
+@pytest.mark.parametrize("command", ["train", "classic", "evaluate", "extract", "data", "predict"])
 def test_every_key_of_every_command_has_a_meaning(tmp_path, command):
     out = _help(tmp_path, command, "--help").split("== Config ==")[1]
     rows = [re.split(r"\s{2,}", ln.strip()) for ln in out.splitlines() if ln.startswith("  ")]

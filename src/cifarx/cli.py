@@ -28,6 +28,8 @@ from cifarx.run.lifecycle import register_resolvers
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
+# Exit statuses: 0 done, 1 a bug (a traceback), 2 a user error (one line), 3 done but some inputs were left
+# out (errors.EXIT_PARTIAL: predict's skipped.csv), 130 interrupted.
 
 
 def fail(command: str | None, message: str, code: int = 2) -> int:

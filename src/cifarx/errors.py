@@ -102,6 +102,9 @@ def describe_compose_error(exc: BaseException, command: str | None = None, overr
     return one_line(" ".join(lines[:3])) or f"{type(cause).__name__}: {one_line(str(cause))}"
 
 
+EXIT_PARTIAL = 3  # done, but some inputs were left out: a command's result says {"outcome": "partial"}
+
+
 class CommandExit(BaseException):
     """A command ending with an exit status, raised below the CLI: only ``cli.main`` turns it into the
     process's exit code (printing ``message``, when there is one, on stderr). A library caller of

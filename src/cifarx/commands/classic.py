@@ -138,6 +138,8 @@ def load_pipeline(path_str: str, dim: int, class_names: list[str], trust: bool =
                        "fit it again with `cifarx classic`") from exc
 
 
+
+
 def _check_fit_sizes(cfg, n_samples: int, dim: int) -> None:
     """Limits scikit-learn checks only deep inside fit/predict, as one line naming the value."""
     if cfg.pca and int(cfg.pca) > min(n_samples, dim):

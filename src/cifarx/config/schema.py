@@ -206,6 +206,26 @@ class ClassicConfig:
 
 
 @dataclass
+class PredictData:
+    other_sizes: Optional[OtherSizes] = None  # images that are not 32x32: refuse | pad | resize; null: the run's own
+
+
+@dataclass
+class PredictConfig:
+    run: str = MISSING  # a train or classic run directory
+    source: str = MISSING  # an image, a folder, a .zip, a glob pattern or a .txt list of paths
+    checkpoint: SavedModel = SavedModel.model
+    top_k: int = 5  # classes per image in predictions.csv (at most the run's class count)
+    batch_size: int = 256
+    tta: Optional[TTA] = None  # null: the run's own
+    data: PredictData = field(default_factory=PredictData)
+    contact_sheet: int = 32  # images in contact_sheet.png (the first ones); 0: none
+    show: int = 10  # rows of predictions shown on the terminal
+    figures: bool = True  # contact_sheet.png
+    trust_pipeline: bool = False  # classic runs: unpickle a pipeline cifarx did not sign on this machine
+
+
+@dataclass
 class DataStatsConfig:
     data: DataConfig = MISSING
     samples_per_class: int = 8
@@ -221,6 +241,7 @@ def register_configs() -> None:
     cs.store(name="data_command_schema", node=DataStatsConfig)
     cs.store(name="extract_schema", node=ExtractConfig)
     cs.store(name="classic_schema", node=ClassicConfig)
+    cs.store(name="predict_schema", node=PredictConfig)
     cs.store(name="schema_clf", node=ClfConfig)
     cs.store(name="schema_data", node=DataConfig)
     cs.store(name="schema_logger", node=LoggerConfig)

@@ -125,6 +125,24 @@ def validate_classic(cfg: DictConfig) -> None:
                 f"features='{cfg.features}' is not a directory; {EXTRACT_FIRST}")
 
 
+def validate_predict(cfg: DictConfig) -> None:
+    """The run (a finished train or classic run, and the runs its model came from) and the source
+    (something to read), before any run directory exists."""
+    from cifarx.data.image_files import check_source
+    from cifarx.inference import describe_run
+
+    require(not OmegaConf.is_missing(cfg, "run"), "no run given: `cifarx predict run=<train or classic run dir> "
+            "source=<images>` (run directories are under outputs/train/ and outputs/classic/)")
+    require(not OmegaConf.is_missing(cfg, "source"), "no source given: `cifarx predict run=<run dir> source=<an image, "
+            "a folder, a .zip, a glob such as 'photos/*.jpg' or a .txt list of paths>`")
+    for key in ("batch_size", "top_k"):
+        require(cfg[key] > 0, f"{key}={cfg[key]} must be a positive integer")
+    for key in ("contact_sheet", "show"):
+        require(cfg[key] >= 0, f"{key}={cfg[key]} must be 0 or more")
+    info = describe_run(cfg.run, str(cfg.checkpoint))
+    check_source(str(cfg.source), str(cfg.data.other_sizes or info.other_sizes))
+
+
 def _validate_trainer(t) -> None:
     require(t.epochs > 0, f"trainer.epochs={t.epochs} must be a positive integer")
     require(t.batch_size > 0, f"trainer.batch_size={t.batch_size} must be a positive integer")

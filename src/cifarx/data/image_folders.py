@@ -63,7 +63,8 @@ def _to_rgb(img):
 
 def decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.ndarray:
     """One image as uint8 32x32 RGB (grayscale and palette images are converted: the grey value
-    goes into all three channels; an alpha channel is dropped; 16 bits are scaled to 8)."""
+    goes into all three channels; an alpha channel is dropped; 16 bits are scaled to 8). Training
+    and `cifarx predict` both decode with it, so a file means the same pixels to both."""
     from PIL import Image, UnidentifiedImageError
 
     name = printable(name)
@@ -89,6 +90,24 @@ def decode_image(blob: bytes, name: str, other_sizes: str = "refuse") -> np.ndar
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"'{name}' is not a readable image") from exc
     return arr
+
+
+
+
+def read_image_file(path: Path, name: str) -> bytes:
+    """The bytes of one image file, its size checked before a byte is read (``name``: how messages show it)."""
+    with open(path, "rb") as f:
+        check_size(name, os.fstat(f.fileno()).st_size, MAX_IMAGE_BYTES, "one image file")
+        data = f.read(MAX_IMAGE_BYTES + 1)  # bounded even if the file grows after the check
+    check_size(name, len(data), MAX_IMAGE_BYTES, "one image file")
+    return data
+
+
+def read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The bytes of one image in a zip, its size checked from the archive's header before it is read."""
+    # file_size is the header's claim; zipfile never returns more than it (the CRC checks the rest)
+    check_size(info.filename, info.file_size, MAX_IMAGE_BYTES, "one image file")
+    return zf.read(info)
 
 
 def _classify(parts: list[str]) -> str:
@@ -148,11 +167,7 @@ def _from_listing(files: Iterable[str], read: Callable[[str], bytes], where: str
 
 def load_image_dir(path: Path, other_sizes: str = "refuse") -> RawData:
     def read(name: str) -> bytes:
-        with open(path / name, "rb") as f:
-            check_size(name, os.fstat(f.fileno()).st_size, MAX_IMAGE_BYTES, "one image file")
-            data = f.read(MAX_IMAGE_BYTES + 1)  # bounded even if the file grows after the check
-        check_size(name, len(data), MAX_IMAGE_BYTES, "one image file")
-        return data
+        return read_image_file(path / name, name)
 
     files = [p.relative_to(path).as_posix() for p in sorted(path.rglob("*")) if p.is_file()]
     return _from_listing(files, read, str(path), other_sizes)
@@ -164,9 +179,7 @@ def load_zip(path: Path, other_sizes: str = "refuse") -> RawData:
             infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
 
             def read(name: str) -> bytes:
-                # file_size is the header's claim; zipfile never returns more than it (the CRC checks the rest)
-                check_size(name, infos[name].file_size, MAX_IMAGE_BYTES, "one image file")
-                return zf.read(infos[name])
+                return read_zip_member(zf, infos[name])
 
             return _from_listing(list(infos), read, str(path), other_sizes)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, UnicodeDecodeError, NotImplementedError,

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import CifarxError, CommandExit, Pruned, one_line
+from cifarx.errors import EXIT_PARTIAL, CifarxError, CommandExit, Pruned, one_line
 from cifarx.run.job import Job
 from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir  # noqa: F401
 
@@ -232,6 +232,8 @@ def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool)
     tracking.end_for(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
     if multirun and isinstance(result, dict):
         _job_line(run, result)
+    if isinstance(result, dict) and result.get("outcome") == "partial" and not multirun:
+        raise CommandExit(EXIT_PARTIAL)  # done and recorded, but some inputs were left out (predict's skipped.csv)
     if not isinstance(result, dict):
         return result
     key = cfg.get("objective")
