@@ -223,6 +223,7 @@ class PredictConfig:
     show: int = 10  # rows of predictions shown on the terminal
     figures: bool = True  # contact_sheet.png
     trust_pipeline: bool = False  # classic runs: unpickle a pipeline cifarx did not sign on this machine
+    seed: int = 42  # recorded with the run (prediction itself draws nothing at random)
 
 
 @dataclass

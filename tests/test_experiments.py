@@ -1,0 +1,37 @@
+"""Every experiment file of every command composes and passes pre-flight (lightning-hydra-template's
+`experiment=glob(*)` check): an experiment that a rename or a schema change broke fails here, not in
+a user's first run."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO, write_batches_dir
+
+from cifarx.config.preflight import preflight
+
+
+def _experiments(command: str) -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / "commands" / command / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experiments")
+    return write_batches_dir(root / "data"), root / "cache"
+
+
+def test_every_command_with_experiments_is_covered():
+    assert _experiments("train") and _experiments("classic")
+
+
+@pytest.mark.parametrize("name", _experiments("train"))
+def test_a_train_experiment_passes_preflight(name, data):
+    root, cache = data
+    assert preflight("train", [f"experiment={name}", f"data.root={root}", f"data.cache_dir={cache}"]) is None
+
+
+@pytest.mark.parametrize("name", _experiments("classic"))
+def test_a_classic_experiment_passes_preflight(name, data):
+    root, cache = data
+    assert preflight("classic", [f"experiment={name}", "features=pixels", f"data.root={root}",
+                                 f"data.cache_dir={cache}"]) is None
