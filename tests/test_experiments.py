@@ -5,9 +5,9 @@ a user's first run."""
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, write_batches_dir
 
 from cifarx.config.preflight import preflight
+from conftest import REPO, write_batches_dir
 
 
 def _experiments(command: str) -> list[str]:

@@ -22,18 +22,22 @@ CURRENT: dict[str, Any] = {}
 def planned_jobs(overrides: list[str]) -> list[str] | None:
     """Every job the basic sweeper makes of these overrides, as space-joined 'key=value' lists;
     None when another sweeper decides the jobs (Optuna)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    import itertools
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     task = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     if any(o.lstrip("+~").startswith(("hydra/sweeper", "hparams_search")) for o in overrides):
         return None
     try:
-        parsed = OverridesParser.create().parse_overrides(task)
-        batches = BasicSweeper.split_arguments(parsed, None)
-    except Exception:
+        choices: dict[str, list[str]] = {}  # the basic sweeper's product, in order, last value of a key winning
+        for override in OverridesParser.create().parse_overrides(task):
+            key = override.get_key_element()
+            choices[key] = ([f"{key}={v}" for v in override.sweep_string_iterator()] if override.is_sweep_override()
+                            else [f"{key}={override.get_value_element_as_str()}"])
+    except Exception:  # a sweep the basic sweeper cannot enumerate (interval), or a glob it expands itself
         return None
-    return [" ".join(job) for batch in batches for job in batch]
+    return [" ".join(job) for job in itertools.product(*choices.values())]
 
 
 def _job_overrides(run: Path) -> str:
