@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from cifarx import __version__
 from cifarx.commands.registry import COMMANDS, load, usage
@@ -89,6 +89,52 @@ def _main(argv: Sequence[str] | None = None) -> int:
         text, problem = help_for(name, rest)
         return fail(name, problem) if problem else print(text) or 0
 
+    from cifarx.errors import CommandExit
+
+    try:
+        return _run_hydra_command(name, rest, started)
+    except CommandExit as stop:  # the command's own end (or a refusal before it): its line, then its status
+        if stop.message:
+            print(stop.message, file=sys.stderr)
+        return stop.code
+
+
+def _refuse(name: str, message: str | None) -> None:
+    from cifarx.errors import CommandExit
+
+    if message:
+        raise CommandExit(2, f"cifarx {name}: error: {message}")
+
+
+def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str | None]:
+    """Before Hydra makes a folder: a resume turned into its run's own overrides, the config (every
+    sweep value too) pre-flighted, and an explicit run directory claimed. Returns the overrides and
+    that directory."""
+    resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
+    if name == "train" and resume:
+        from cifarx.run import resume as resuming
+
+        _refuse(name, resuming.problem(split_overrides(rest), multirun))
+        rest = resuming.continue_in_place(rest, resume[-1])
+    if multirun:  # every value of every swept key, before Hydra makes the sweep's folder
+        from cifarx.config.preflight import preflight_sweep
+
+        _refuse(name, preflight_sweep(name, split_overrides(rest)))
+        return rest, None
+    _refuse(name, preflight(name, split_overrides(rest)))
+    run_dir = explicit_run_dir(split_overrides(rest))
+    if run_dir is not None:  # own the folder before Hydra writes anything into it
+        from cifarx.errors import CifarxError, one_line
+        from cifarx.run.lifecycle import claim_run_dir
+
+        try:
+            claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
+        except CifarxError as exc:
+            _refuse(name, one_line(str(exc)))
+    return rest, run_dir
+
+
+def _run_hydra_command(name: str, rest: list[str], started: float) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from cifarx.run.lifecycle import COMMAND_STARTED, INVOCATIONS
 
@@ -96,53 +142,21 @@ def _main(argv: Sequence[str] | None = None) -> int:
     COMMAND_STARTED[:] = [started]
     inspecting = any(a.split("=", 1)[0] in _INSPECT_FLAGS for a in rest)  # --cfg job, --cfg=job
     multirun = any(a in _MULTIRUN_FLAGS for a in rest)
-    if not inspecting and command.loading:  # on screen at once: pre-flight already imports Keras (seconds)
+    if not inspecting and COMMANDS[name].loading:  # on screen at once: pre-flight already imports Keras (seconds)
         from cifarx.console import start_line
 
-        start_line(name, command.loading)
-    resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
-    if name == "train" and resume and not inspecting:
-        from cifarx.run import resume as resuming
-
-        problem = resuming.problem(split_overrides(rest), multirun)
-        if problem:
-            return fail(name, problem)
-        rest = resuming.continue_in_place(rest, resume[-1])
-    run_dir = None
-    if not inspecting and multirun:  # every value of every swept key, before Hydra makes the sweep's folder
-        from cifarx.config.preflight import preflight_sweep
-
-        message = preflight_sweep(name, split_overrides(rest))
-        if message:
-            return fail(name, message)
-    if not inspecting and not multirun:
-        message = preflight(name, split_overrides(rest))
-        if message:
-            return fail(name, message)
-        run_dir = explicit_run_dir(split_overrides(rest))
-        if run_dir is not None:  # own the folder before Hydra writes anything into it
-            from cifarx.errors import CifarxError, one_line
-            from cifarx.run.lifecycle import claim_run_dir
-
-            try:
-                claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
-            except CifarxError as exc:
-                return fail(name, one_line(str(exc)))
+        start_line(name, COMMANDS[name].loading)
+    rest, run_dir = (rest, None) if inspecting else _checked(name, rest, multirun)
 
     import hydra
 
     from cifarx.config.schema import config_dir
-    from cifarx.errors import CommandExit
     from cifarx.run.full_disk import NoSpace, full_disk_past_hydra, no_space_before_task
 
     sys.argv = [f"cifarx {name}", *rest]
     try:
         with full_disk_past_hydra():
             hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
-    except CommandExit as stop:  # the command's own end: its line, then its exit status
-        if stop.message:
-            print(stop.message, file=sys.stderr)
-        return stop.code
     except NoSpace as full:  # Hydra's own writes (the run directory, .hydra/, the log) met a full disk
         return fail(name, no_space_before_task(name, full, run_dir, own=not inspecting and not multirun,
                                                sweep=multirun and not inspecting))

@@ -6,7 +6,8 @@ Everything is computed from predictions with scikit-learn; nothing is re-impleme
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss

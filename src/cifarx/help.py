@@ -15,8 +15,8 @@ import re
 import shutil
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 HELP_FLAGS = ("--help", "-h")
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir",
@@ -149,7 +149,7 @@ def build_sections(cfg, meanings: dict[str, str], titles: dict[str, str]) -> lis
 
     top = Section("", "top level")
     sections = [top]
-    for key in cfg.keys():
+    for key in cfg:
         if key == "hydra":
             continue
         node = cfg._get_node(key)
@@ -165,7 +165,7 @@ def build_sections(cfg, meanings: dict[str, str], titles: dict[str, str]) -> lis
 def _rows(node, prefix: str, short: str, meanings: dict, out: list[Row]) -> None:
     from omegaconf import DictConfig
 
-    for key in node.keys():
+    for key in node:
         child = node._get_node(key)
         full, rel = f"{prefix}.{key}", f"{short}{key}"
         if isinstance(child, DictConfig) and len(child) and not child._is_none() and not child._is_interpolation():

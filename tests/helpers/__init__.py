@@ -3,6 +3,7 @@ reads, and the in-process CLI runner. The benchmarks use the dataset writers too
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import tarfile
 import zipfile
@@ -154,15 +155,13 @@ def _log_handlers() -> dict:
 def _restore_log_handlers(before: dict) -> None:
     """Put every logger back as it was (a test runner's own handlers included); close only the
     handlers the call added."""
-    for logger, (handlers, level, disabled) in _log_handlers().items():
+    for logger, (handlers, _level, _disabled) in _log_handlers().items():
         kept, old_level, old_disabled = before.get(logger, ([], logger.level, logger.disabled))
         for handler in handlers:
             if handler not in kept:
                 logger.removeHandler(handler)
-                try:
+                with contextlib.suppress(Exception):  # a stream already gone
                     handler.close()
-                except Exception:  # a stream already gone
-                    pass
         logger.handlers[:] = kept
         logger.setLevel(old_level)
         logger.disabled = old_disabled

@@ -7,8 +7,8 @@ imports nothing heavy.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cifarx import __version__
 

@@ -20,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 USAGE = """usage: cifarx search [hparams_search=<space>] [search.<key>=<value> ...] [train overrides ...]
 

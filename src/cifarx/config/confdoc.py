@@ -40,7 +40,7 @@ def _split_comment(text: str) -> tuple[str, str]:
     return text.strip(), ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read(path: Path) -> ConfFile:
     """The comments of one YAML file (conf/ does not change while cifarx runs: read once)."""
     doc = ConfFile()

@@ -18,7 +18,7 @@ from pathlib import Path
 COMMANDS_DIR = "commands"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaults(path: Path) -> list:
     """A YAML file's defaults list (conf/ does not change while cifarx runs: read once)."""
     import yaml

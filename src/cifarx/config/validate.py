@@ -25,7 +25,7 @@ def keys_outside_schema(node, prefix: str = "") -> list[str]:
     found = []
     kind = OmegaConf.get_type(node)
     declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
-    for key in node.keys():
+    for key in node:
         path = f"{prefix}{key}"
         if declared is not None and key not in declared and not (prefix == "" and key == "hydra"):
             found.append(path)

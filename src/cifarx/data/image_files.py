@@ -12,9 +12,9 @@ import contextlib
 import glob
 import os
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def _listed(source: str) -> list[ImageFile]:
     try:
         lines = Path(source).expanduser().read_text(errors="surrogateescape").splitlines()
     except OSError as exc:
-        raise DataError(f"cannot read the list source='{printable(source)}': {one_line(exc.strerror or str(exc))}")
+        raise DataError(f"cannot read the list source='{printable(source)}': {one_line(exc.strerror or str(exc))}") from None
     files = []
     for line in (ln.strip() for ln in lines):
         if not line or line.startswith("#"):

@@ -9,8 +9,8 @@ import os
 import pickle
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -29,7 +29,7 @@ class RawData:
     class_names: list[str]
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def check(self, source: str) -> "RawData":
+    def check(self, source: str) -> RawData:
         n = len(self.class_names)
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")

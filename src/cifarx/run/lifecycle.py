@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -119,125 +120,164 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
     job = Job.in_process(run_dir) if run_dir is not None else Job.from_hydra(preflighted)
     run = RunDir(job.run_dir, command)
     run.job = job
-    multirun = job.multirun
     resuming = command == "train" and cfg.get("resume") is not None
     stop_on_sigterm()
 
-    def refuse(message: str):
-        if multirun:  # the sweep goes on; its summary reports the failure
-            log.error("cifarx %s: error: %s", command, message)
-            return None
-        raise CommandExit(2, f"cifarx {command}: error: {message}")
-
+    attempt = _Attempt(command, cfg, run, resuming)
     claimed_here = run.path not in CLAIMED
     try:
         claim_run_dir(run.path, resuming, job_name=command if run_dir is None else None)
     except CifarxError as exc:  # not ours to touch: nothing is written or removed
-        return refuse(one_line(str(exc)))
+        return attempt.refuse(one_line(str(exc)))
     # Claimed by the CLI before Hydra ran: it knows whether the folder existed. Claimed here under
     # Hydra: the folder held nothing but Hydra's files for this job, so Hydra made it for this run.
-    existed = CLAIMED[run.path] if not claimed_here or run_dir is not None else False
+    attempt.existed = CLAIMED[run.path] if not claimed_here or run_dir is not None else False
     try:
-        return _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed)
+        return attempt.run_owned(fn)
     finally:
         release_run_dir(run.path)
 
 
-def _run_owned(command, fn, cfg, run, multirun, resuming, refuse, existed: bool) -> Any:
-    from cifarx.commands.registry import COMMANDS, validate
-    from cifarx.run.rundir import LOCK_FILE, resume_hint
-    from cifarx.tracking import hooks as tracking  # light: MLflow itself is imported only with logger=mlflow
+class _Attempt:
+    """One command in a run directory this process owns: its call, then how each way it can end is
+    recorded (status.json, the MLflow run) and said (one line, an exit status)."""
 
-    try:
+    def __init__(self, command: str, cfg: DictConfig, run, resuming: bool) -> None:
+        self.command, self.cfg, self.run, self.resuming = command, cfg, run, resuming
+        self.multirun = run.job.multirun
+        self.existed = True  # whether the directory was there before this run claimed it
+
+    def refuse(self, message: str) -> None:
+        if self.multirun:  # the sweep goes on; its summary reports the failure
+            log.error("cifarx %s: error: %s", self.command, message)
+            return None
+        raise CommandExit(2, f"cifarx {self.command}: error: {message}")
+
+    def run_owned(self, fn: Callable[..., dict[str, Any]]) -> Any:
+        try:
+            result = self._call(fn)
+        except CifarxError as exc:
+            return self._failed(one_line(str(exc)))
+        except KeyboardInterrupt:
+            self._interrupted()
+        except Pruned:  # a search's pruner stopped it: history.csv stays, the search records the trial
+            _close_live()
+            _record(self.run, "pruned")
+            self._tracking().end_for(self.run, "KILLED", self.cfg)
+            raise
+        except Exception as exc:
+            if self.resuming and not self.run.begun:  # a bug, not the run's fault: it stays exactly as it was
+                raise
+            full = _no_space(exc)
+            if full:
+                return self.refuse(self._out_of_space(full))
+            _record(self.run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
+            self._tracking().end_for(self.run, "FAILED", self.cfg)
+            if self.multirun:
+                log.exception("cifarx %s: job failed", self.command)
+                return None
+            raise
+        return self._completed(result)
+
+    @staticmethod
+    def _tracking():
+        from cifarx.tracking import hooks  # light: MLflow itself is imported only with logger=mlflow
+
+        return hooks
+
+    def _call(self, fn):
+        from cifarx.commands.registry import COMMANDS, validate
+
+        command, run, tracking = self.command, self.run, self._tracking()
         if not run.job.preflighted:
-            validate(command, cfg)
-        if resuming:
+            validate(command, self.cfg)
+        if self.resuming:
             from cifarx.run.resume import resume_config
 
             # Hydra's overrides only for a job Hydra runs: an in-process caller's would be a previous job's
-            cfg = resume_config(cfg, list(run.job.overrides))
+            self.cfg = resume_config(self.cfg, list(run.job.overrides))
             run.resumed = True  # provenance keeps the first process's facts and appends this one's
-        store = tracking.connect_for(command, cfg, resuming)  # an unreachable store stops here: nothing written yet
-        run.begin(cfg)
-        run.has_results = run.has_results or resuming  # a resumed run's directory is never removed
+        store = tracking.connect_for(command, self.cfg, self.resuming)  # an unreachable store stops here
+        run.begin(self.cfg)
+        run.has_results = run.has_results or self.resuming  # a resumed run's directory is never removed
         if COMMANDS[command].keras:
             import_keras_quietly()
-        run.tracker = tracking.start_for(command, cfg, run, store, resuming)
+        run.tracker = tracking.start_for(command, self.cfg, run, store, self.resuming)
         try:
-            result = fn(cfg, run)
+            return fn(self.cfg, run)
         finally:  # a bar an error cut short (Keras skips on_train_end then) goes before anything is said
-            from cifarx.console import close_live
+            _close_live()
 
-            close_live()
-    except CifarxError as exc:
-        message = one_line(str(exc))
-        if run.has_results or multirun:
-            _record(run, "failed", error=message)
-            tracking.end_for(run, "FAILED", cfg)
-        elif not resuming:  # a refused resume leaves the existing run exactly as it was
-            tracking.end_for(run, "FAILED", cfg, discard=True)  # no result: the MLflow run goes too
-            # Hydra's files and the lock were made for this run too: the folder held none before.
-            run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
-        return refuse(message)
-    except KeyboardInterrupt:
-        from cifarx.console import close_live
+    def _discard(self) -> None:
+        """What this run made goes (Hydra's files and the lock too: the folder held none before)."""
+        from cifarx.run.rundir import LOCK_FILE
 
-        close_live()  # the bar Ctrl-C cut short goes: the lines below start on a clean line
-        if resuming and not run.begun:  # stopped before it continued: the run stays exactly as it was
-            raise CommandExit(130, f"cifarx {command}: interrupted before resuming; {run.path} is unchanged")
+        self._tracking().end_for(self.run, "FAILED", self.cfg, discard=True)  # no result: the MLflow run goes too
+        self.run.discard(also=(*hydra_files(self.run.path, self.command), self.run.file(LOCK_FILE)),
+                         remove_dir=not self.existed)
+
+    def _failed(self, message: str) -> None:
+        if self.run.has_results or self.multirun:
+            _record(self.run, "failed", error=message)
+            self._tracking().end_for(self.run, "FAILED", self.cfg)
+        elif not self.resuming:  # a refused resume leaves the existing run exactly as it was
+            self._discard()
+        return self.refuse(message)
+
+    def _interrupted(self) -> None:
+        _close_live()  # the bar Ctrl-C cut short goes: the lines below start on a clean line
+        run = self.run
+        if self.resuming and not run.begun:  # stopped before it continued: the run stays exactly as it was
+            raise CommandExit(130, f"cifarx {self.command}: interrupted before resuming; {run.path} is unchanged") \
+                from None
         _record(run, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-        tracking.end_for(run, "KILLED", cfg)
-        if multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
-            raise
-        _tell(_interrupted_line(command, run))
-        raise CommandExit(130)
-    except Pruned:  # a search's pruner stopped it: history.csv stays, the search records the trial
-        from cifarx.console import close_live
+        self._tracking().end_for(run, "KILLED", self.cfg)
+        if self.multirun:  # stop the sweep; the launcher's caller writes the summary of what finished
+            raise  # the KeyboardInterrupt being handled
+        _tell(_interrupted_line(self.command, run))
+        raise CommandExit(130) from None
 
-        close_live()
-        _record(run, "pruned")
-        tracking.end_for(run, "KILLED", cfg)
-        raise
-    except Exception as exc:
-        if resuming and not run.begun:  # a bug, not the run's fault: it stays exactly as it was
-            raise
-        full = _no_space(exc)
-        if full:
-            keep = run.has_results or multirun or resuming  # else nothing of value: the run goes
-            hint = f"; free space, then {resume_hint(run.path)}" if command == "train" and run.begun and keep \
-                else "; free space and run again"
-            message = f"no space left on device ({full.filename or run.path}){hint}"
-            if keep:
-                try:
-                    run.set_status("failed", error=message)
-                except (CifarxError, OSError):  # not even room for its temporary: in the old one's place
-                    from cifarx.run.atomic_io import update_json_in_place
-                    from cifarx.run.rundir import STATUS_FILE, utc_now
+    def _out_of_space(self, full: OSError) -> str:
+        """A full disk: the run is kept failed (or goes, when it holds nothing of value); the line to say."""
+        from cifarx.run.rundir import resume_hint
 
-                    if not update_json_in_place(run.file(STATUS_FILE), {"status": "failed", "error": message,
-                                                                        "updated": utc_now(), "pid": os.getpid()}):
-                        message += f"; {STATUS_FILE} could not be updated"
-                tracking.end_for(run, "FAILED", cfg)
-            else:  # as a refused run goes (and frees the space it took)
-                tracking.end_for(run, "FAILED", cfg, discard=True)
-                run.discard(also=(*hydra_files(run.path, command), run.file(LOCK_FILE)), remove_dir=not existed)
-            return refuse(message)
-        _record(run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())
-        tracking.end_for(run, "FAILED", cfg)
-        if multirun:
-            log.exception("cifarx %s: job failed", command)
-            return None
-        raise
-    run.set_status("completed")
-    tracking.end_for(run, "FINISHED", cfg, result if isinstance(result, dict) else None)
-    if multirun and isinstance(result, dict):
-        _job_line(run, result)
-    if isinstance(result, dict) and result.get("outcome") == "partial" and not multirun:
-        raise CommandExit(EXIT_PARTIAL)  # done and recorded, but some inputs were left out (predict's skipped.csv)
-    if not isinstance(result, dict):
-        return result
-    key = cfg.get("objective")
-    return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+        run = self.run
+        keep = run.has_results or self.multirun or self.resuming  # else nothing of value: the run goes
+        hint = f"; free space, then {resume_hint(run.path)}" if self.command == "train" and run.begun and keep \
+            else "; free space and run again"
+        message = f"no space left on device ({full.filename or run.path}){hint}"
+        if not keep:  # as a refused run goes (and frees the space it took)
+            self._discard()
+            return message
+        try:
+            run.set_status("failed", error=message)
+        except (CifarxError, OSError):  # not even room for its temporary: in the old one's place
+            from cifarx.run.atomic_io import update_json_in_place
+            from cifarx.run.rundir import STATUS_FILE, utc_now
+
+            if not update_json_in_place(run.file(STATUS_FILE), {"status": "failed", "error": message,
+                                                                "updated": utc_now(), "pid": os.getpid()}):
+                message += f"; {STATUS_FILE} could not be updated"
+        self._tracking().end_for(run, "FAILED", self.cfg)
+        return message
+
+    def _completed(self, result) -> Any:
+        self.run.set_status("completed")
+        self._tracking().end_for(self.run, "FINISHED", self.cfg, result if isinstance(result, dict) else None)
+        if not isinstance(result, dict):
+            return result
+        if self.multirun:
+            _job_line(self.run, result)
+        elif result.get("outcome") == "partial":  # done and recorded, but some inputs were left out (skipped.csv)
+            raise CommandExit(EXIT_PARTIAL)
+        key = self.cfg.get("objective")
+        return result.get(key) if key else None  # never another metric in its place (a test score would be one)
+
+
+def _close_live() -> None:
+    from cifarx.console import close_live
+
+    close_live()
 
 
 def _interrupted_line(command: str, run) -> str:

@@ -22,7 +22,7 @@ import platform
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ _PACKAGES = ("cifarx", "keras", "tensorflow", "tensorflow-cpu", "jax", "torch", 
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def package_versions() -> dict[str, str]:
@@ -193,7 +193,7 @@ class RunDir:
         existing = read_record(self.file(PROVENANCE_FILE))
         extra = {k: v for k, v in extra.items() if v is not None}
         facts = {"argv": sys.argv, "cwd": os.getcwd(),
-                 "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
+                 "started": datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds"),
                  "versions": package_versions(), "hardware": hardware()}
         if self.resumed and existing:
             resumes = list(existing.get("resumes") or [])

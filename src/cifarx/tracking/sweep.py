@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,8 @@ def search_parent(logger_cfg, study: str, storage: str, facts: dict[str, Any]) -
         found = _study_runs(client, experiment_id, study, storage)
         mine = created.info.run_id
         if found and found[0].info.run_id != mine:  # another worker's came first: that one is the study's
-            try:
+            with contextlib.suppress(Exception):
                 client.delete_run(mine)
-            except Exception:
-                pass
         elif not found:
             found = [created]
     run_id = found[0].info.run_id

@@ -80,9 +80,10 @@ TRAINING_FACTOR = 3  # a training step keeps each activation, its gradient and w
 def available_memory() -> int | None:
     """Bytes of memory available to this process now (Linux' MemAvailable; None elsewhere)."""
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
     return None
