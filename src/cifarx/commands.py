@@ -38,6 +38,9 @@ COMMANDS: dict[str, Command] = {
     "classic": Command("cifarx.classic:run_classic", "fit a scikit-learn classifier on features: clf=logreg|rf|knn|svm",
                        "cifarx.validate:validate_classic", loading="scikit-learn and the features"),
     "compare": Command("cifarx.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
+    "export": Command("cifarx.export:run_export", "export a trained run: format=saved_model|onnx|litert|openvino|all, "
+                      "checked against Keras; benchmark=true times each", "cifarx.validate:validate_export", keras=True,
+                      loading="TensorFlow, the model and the data"),
     "search": Command("cifarx.search:main", "Optuna search: many workers on one study, pruning (cifarx[search])",
                       hydra=False),
 }
