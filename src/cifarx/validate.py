@@ -49,6 +49,8 @@ def validate_common(cfg: DictConfig) -> None:
     if logger is not None and logger.name == LoggerName.mlflow:
         require(logger.http_timeout > 0 and logger.http_retries >= 0,
                 f"logger.http_timeout={logger.http_timeout} must be > 0 and logger.http_retries={logger.http_retries} >= 0")
+        require(not logger.get("register_as") or logger.log_model,
+                f"logger.register_as={logger.register_as} registers the logged model: it needs logger.log_model=true")
         from cifarx.tracking import require_mlflow
 
         require_mlflow()
