@@ -184,6 +184,28 @@ def test_a_parity_failure_fails_the_export_in_one_line(trained, tmp_path, monkey
     assert (out / "saved_model").is_dir() and not (out / "metrics.json").exists()  # kept for inspection
 
 
+def test_a_format_that_cannot_run_fails_the_export_after_the_others(trained, tmp_path, monkeypatch):
+    import cifarx.export
+
+    tmp, run, *_ = trained
+    real = cifarx.export.open_runtime
+
+    def broken(fmt, path):
+        if fmt == "litert":
+            raise ValueError("no delegate for this op")
+        return real(fmt, path)
+
+    monkeypatch.setattr(cifarx.export, "open_runtime", broken)
+    out = tmp_path / "broken"
+    result = run_cli(["export", f"run={run}", "format=all", "parity.images=8", f"hydra.run.dir={out}"], cwd=tmp)
+    assert result.returncode == 2
+    (line,) = [ln for ln in result.stderr.splitlines() if "cifarx export: error" in ln]
+    assert line.startswith("cifarx export: error: export failed: litert: ") and "no delegate for this op" in line
+    record = json.loads((out / "export.json").read_text())
+    assert set(record["failed"]) == {"litert"} and record["formats"]["saved_model"]["parity"]["passed"]
+    assert json.loads((out / "status.json").read_text())["status"] == "failed"
+
+
 def test_a_missing_extra_is_one_line_naming_the_install_command(trained, tmp_path, monkeypatch):
     from cifarx.export import FORMATS
 

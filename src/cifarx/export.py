@@ -288,18 +288,17 @@ def throughput(predict: Predict, xb: np.ndarray, warmup: int, batches: int) -> f
     return len(xb) * batches / (time.perf_counter() - start)
 
 
-def benchmark_rows(runtimes: dict[str, Predict], formats: dict[str, dict], keras_row: dict, x: np.ndarray,
-                   timing) -> list[dict]:
-    """One row per format (timed when it exported and runs) and Keras' own row first."""
-    x1 = x[:1]
-    xb = np.resize(x, (int(timing.batch_size), *x.shape[1:]))  # repeats the images when there are fewer
+def benchmark_rows(candidates: list[tuple[dict, Predict, np.ndarray]], timing) -> list[dict]:
+    """Each (row, predict, images) timed: batch-1 latency, then throughput on batches of
+    ``timing.batch_size`` (the images repeated when there are fewer)."""
     rows = []
-    for fmt, predict in runtimes.items():
-        row = {**(keras_row if fmt == "keras" else formats[fmt]["row"])}
-        log.info("timing %s: %d batch-1 calls, %d calls of %d images", fmt, timing.calls, timing.batches, len(xb))
-        row["latency_ms_median"], row["latency_ms_p90"] = latency_ms(predict, x1, int(timing.warmup), int(timing.calls))
-        row["images_per_second"] = throughput(predict, xb, int(timing.warmup), int(timing.batches))
-        rows.append(row)
+    for row, predict, x in candidates:
+        xb = np.resize(x, (int(timing.batch_size), *x.shape[1:]))
+        log.info("timing %s: %d batch-1 calls, %d calls of %d images", row["format"], timing.calls, timing.batches,
+                 len(xb))
+        median, p90 = latency_ms(predict, x[:1], int(timing.warmup), int(timing.calls))
+        rows.append({**row, "latency_ms_median": median, "latency_ms_p90": p90,
+                     "images_per_second": throughput(predict, xb, int(timing.warmup), int(timing.batches))})
     return rows
 
 
@@ -358,6 +357,40 @@ def versions() -> dict[str, str]:
 
 # -- the command ---------------------------------------------------------------------------
 
+@dataclass
+class Reference:
+    """What each exported file is checked against: the run's test images and Keras' answers."""
+    x: np.ndarray  # uint8, what Keras takes
+    x_in: np.ndarray  # what the exported model takes (input_dtype)
+    y: np.ndarray
+    proba: np.ndarray  # Keras' probabilities
+
+
+def export_one(serving, fmt: str, run: RunDir, ref: Reference, pcfg) -> tuple[dict, Predict]:
+    """Write ``fmt``, run it with its own runtime on the reference images, compare with Keras:
+    (its record, its predict function). A file that cannot be written or run is a RunError."""
+    log.info("exporting %s ...", fmt)
+    start = time.perf_counter()
+    files = write_format(serving, fmt, run)
+    seconds = time.perf_counter() - start
+    try:
+        predict = open_runtime(fmt, files[0])
+        proba = predict_batches(predict, ref.x_in, int(pcfg.batch_size), f"{fmt} on the test split")
+    except RunError:
+        raise
+    except Exception as exc:
+        raise RunError(f"{runtime_name(fmt)} could not run {files[0]}: "
+                       f"{one_line(f'{type(exc).__name__}: {exc}')[:300]}") from exc
+    result = parity(proba, ref.proba, ref.y, pcfg)
+    log.info("%s: %s, top-1 agreement with Keras %.4f, accuracy %.4f (Keras %.4f) on %s test images", fmt,
+             files[0].name, result["agreement"], result["accuracy"], result["keras_accuracy"], f"{len(ref.y):,}")
+    size = size_bytes(files)
+    return {"files": [p.name for p in files], "size_bytes": size, "export_seconds": round(seconds, 3),
+            "runtime": runtime_name(fmt), "runtime_settings": RUNTIME_SETTINGS[fmt], "parity": result,
+            "row": {"format": fmt, "file": files[0].name, "size_mb": size / 1e6, "accuracy": result["accuracy"],
+                    "agreement": result["agreement"], "status": "ok" if result["passed"] else "parity failed"}}, predict
+
+
 def run_export(cfg, run: RunDir) -> dict[str, Any]:
     """`cifarx export run=DIR format=...`: export, check each file against Keras, optionally time."""
     import keras
@@ -376,42 +409,31 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
     pcfg, input_dtype = cfg.parity, str(getattr(cfg.input_dtype, "value", cfg.input_dtype))
     n = len(data.y_test) if pcfg.images is None else min(int(pcfg.images), len(data.y_test))
-    x, y = data.x_test[:n], data.y_test[:n]
-    x_in = x if input_dtype == "uint8" else x.astype(np.float32)
-    keras_proba = predict_proba(model, x, int(pcfg.batch_size), description="Keras on the test split")
-    keras_accuracy = float(np.mean(keras_proba.argmax(axis=1) == y))
+    x = data.x_test[:n]
+    ref = Reference(x, x if input_dtype == "uint8" else x.astype(np.float32), data.y_test[:n],
+                    predict_proba(model, x, int(pcfg.batch_size), description="Keras on the test split"))
+    keras_accuracy = float(np.mean(ref.proba.argmax(axis=1) == ref.y))
     serving, softmax_added = serving_model(model, input_dtype)
-
     run.write_json("class_names.json", data.class_names)
     run.write_text("labels.txt", "".join(f"{name}\n" for name in data.class_names))
+
     formats: dict[str, dict] = {}
-    skipped: dict[str, str] = {}
     runtimes: dict[str, Predict] = {}
+    skipped: dict[str, str] = {}  # not installed (format=all only: one format's is refused before the run)
+    failed: dict[str, str] = {}  # could not be written or run: the other formats still go, the run fails at the end
     for fmt in chosen_formats(cfg):
-        problem = missing_runtime(fmt)
-        if problem:  # only with format=all: a single format's is refused before the run starts
-            log.warning("skipping %s", problem)
-            skipped[fmt] = problem
+        if missing_runtime(fmt):
+            skipped[fmt] = missing_runtime(fmt)
+            log.warning("skipping %s", skipped[fmt])
             continue
-        log.info("exporting %s ...", fmt)
-        start = time.perf_counter()
-        files = write_format(serving, fmt, run)
-        seconds = time.perf_counter() - start
-        predict = open_runtime(fmt, files[0])
-        proba = predict_batches(predict, x_in, int(pcfg.batch_size), f"{fmt} on the test split")
-        result = parity(proba, keras_proba, y, pcfg)
-        runtimes[fmt] = predict
-        formats[fmt] = {"files": [p.name for p in files], "size_bytes": size_bytes(files),
-                        "export_seconds": round(seconds, 3), "runtime": runtime_name(fmt),
-                        "runtime_settings": RUNTIME_SETTINGS[fmt], "parity": result,
-                        "row": {"format": fmt, "file": files[0].name, "size_mb": size_bytes(files) / 1e6,
-                                "accuracy": result["accuracy"], "agreement": result["agreement"],
-                                "status": "ok" if result["passed"] else "parity failed"}}
-        log.info("%s: %s, top-1 agreement with Keras %.4f, accuracy %.4f (Keras %.4f) on %s test images", fmt,
-                 files[0].name, result["agreement"], result["accuracy"], result["keras_accuracy"], f"{n:,}")
+        try:
+            formats[fmt], runtimes[fmt] = export_one(serving, fmt, run, ref, pcfg)
+        except RunError as exc:
+            failed[fmt] = one_line(str(exc))
+            log.error("%s: %s", fmt, failed[fmt])
 
     source_metrics = read_json(source / "metrics.json") if (source / "metrics.json").exists() else {}
-    record = {
+    run.write_json("export.json", {
         "source_run": str(source), "checkpoint": str(cfg.checkpoint), "model_file": str(model_file),
         "model": train_cfg.model.get("name", model.name), "source_test_accuracy": source_metrics.get("test_accuracy"),
         "class_names": data.class_names,
@@ -420,25 +442,30 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
         "output": {"shape": [-1, data.num_classes], "dtype": "float32",
                    "meaning": "class probabilities (softmax), in class_names.json order"},
         "softmax_added": softmax_added, "backend": keras.backend.backend(),
-        "parity_check": {"split": "test", "images": n, "of": int(len(data.y_test)),
+        "parity_check": {"split": "test", "images": n, "of": int(len(data.y_test)), "keras_accuracy": keras_accuracy,
                          "min_agreement": float(pcfg.min_agreement), "max_accuracy_gap": float(pcfg.max_accuracy_gap)},
         "formats": {fmt: {k: v for k, v in info.items() if k != "row"} for fmt, info in formats.items()},
-        "skipped": skipped, "versions": versions(),
-    }
-    run.write_json("export.json", record)
-    print_table(f"parity with Keras on {n:,} test images", ["format", "file", "agreement", "accuracy", "Keras", "status"],
-                [[f, i["row"]["file"], i["parity"]["agreement"], i["parity"]["accuracy"],
-                  i["parity"]["keras_accuracy"], i["row"]["status"]] for f, i in formats.items()])
+        "skipped": skipped, "failed": failed,
+        "versions": versions(),
+    })
+    if formats:
+        print_table(f"parity with Keras on {n:,} test images", ["format", "file", "agreement", "accuracy", "Keras",
+                                                                "status"],
+                    [[f, i["row"]["file"], i["parity"]["agreement"], i["parity"]["accuracy"],
+                      i["parity"]["keras_accuracy"], i["row"]["status"]] for f, i in formats.items()])
     if cfg.benchmark:
         keras_row = {"format": "keras", "file": model_file.name, "size_mb": model_file.stat().st_size / 1e6,
                      "accuracy": keras_accuracy, "agreement": 1.0, "status": "reference"}
-        rows = benchmark_rows({"keras": model.predict_on_batch, **runtimes}, formats, keras_row, x_in, cfg.timing)
-        rows += [{"format": fmt, "status": "not installed: " + problem.rsplit(": ", 1)[-1]}
-                 for fmt, problem in skipped.items()]
+        rows = benchmark_rows([(keras_row, model.predict_on_batch, ref.x),
+                               *((formats[f]["row"], runtimes[f], ref.x_in) for f in formats)], cfg.timing)
+        rows += [{"format": fmt, "status": "failed (see export.json)"} for fmt in failed]
+        rows += [{"format": fmt, "status": f"not installed: {why.rsplit(': ', 1)[-1]}"} for fmt, why in skipped.items()]
         write_benchmark(run, rows, cfg.timing)
-    failed = [parity_failure(fmt, info["parity"], pcfg) for fmt, info in formats.items() if not info["parity"]["passed"]]
-    if failed:
-        raise RunError(f"parity check failed: {'; '.join(failed)}; the export stays in {run.path} for inspection")
+    failures = [*(parity_failure(f, i["parity"], pcfg) for f, i in formats.items() if not i["parity"]["passed"]),
+                *(f"{fmt}: {why}" for fmt, why in failed.items())]
+    if failures:
+        kept = f"; the run stays in {run.path} for inspection" if run.has_results else ""
+        raise RunError(f"{'export' if failed else 'parity check'} failed: {'; '.join(failures)}{kept}")
     if not formats:
         raise RunError(f"no format could be exported: {'; '.join(skipped.values())}")
     metrics = {"formats": list(formats), "parity_images": n, "keras_accuracy": keras_accuracy,
@@ -446,4 +473,3 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
     run.write_metrics(metrics)
     log.info("exported %s into %s", ", ".join(f"{f} ({formats[f]['files'][0]})" for f in formats), run.path)
     return metrics
-
