@@ -45,7 +45,7 @@ def test_unknown_command_is_one_line(tmp_path):
     result = run_cli(["trian"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("cifarx: error: unknown command 'trian'; choose one of: "
-                                     "train, evaluate, data, extract, classic, predict, compare, search")
+                                     "train, evaluate, data, extract, classic, predict, compare, export, search")
 
 
 GROUPS = {"train": {"model", "optimizer", "schedule", "data", "split", "logger", "experiment", "hparams_search"},

@@ -41,6 +41,10 @@ COMMANDS: dict[str, Command] = {
                        "classify new images: run=<train or classic run> source=<image|folder|zip|glob|list>",
                        "cifarx.config.validate:validate_predict", keras=True, loading="TensorFlow and the model"),
     "compare": Command("cifarx.commands.compare:main", "tabulate metrics of run or sweep directories", hydra=False),
+    "export": Command("cifarx.commands.export:run_export",
+                      "export a trained run: format=saved_model|onnx|litert|openvino|all, checked against Keras; "
+                      "benchmark=true times each", "cifarx.config.validate:validate_export", keras=True,
+                      loading="TensorFlow, the model and the data"),
     "search": Command("cifarx.commands.search:main", "Optuna search: many workers on one study, pruning (cifarx[search])",
                       hydra=False),
 }

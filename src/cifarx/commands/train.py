@@ -267,6 +267,13 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     }
     metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta),
                              score_train=bool(cfg.trainer.score_train), figures=bool(cfg.figures))
+    tracker = getattr(run, "tracker", None)
+    if tracker is not None and cfg.logger.log_model:  # servable: `mlflow models serve -m models:/<id>`
+        model_id = tracker.log_keras_model(model, data.x_test[:3], cfg.logger.get("register_as"))
+        if model_id:
+            metrics["mlflow_model_id"] = model_id
+            log.info("MLflow: model %s; serve it with: MLFLOW_TRACKING_URI=%s mlflow models serve -m models:/%s "
+                     "--env-manager local", model_id, tracker.uri, model_id)
     metrics["seconds"] = round(time.perf_counter() - start, 3)
     run.write_metrics(metrics)
     run.write_provenance(wall_seconds=metrics["seconds"])

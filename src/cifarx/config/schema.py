@@ -93,6 +93,7 @@ class LoggerConfig:
     experiment: str = "cifarx"
     log_model: bool = True
     log_checkpoints: bool = False
+    register_as: Optional[str] = None  # also register the logged model under this name in MLflow's registry
     http_timeout: int = 10
     http_retries: int = 2
 
@@ -205,6 +206,47 @@ class ClassicConfig:
     figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
 
 
+class ExportFormat(StrEnum):
+    saved_model = "saved_model"  # TensorFlow SavedModel (TF Serving, tf.saved_model.load)
+    onnx = "onnx"  # ONNX (onnxruntime): cifarx[onnx]
+    litert = "litert"  # LiteRT, formerly TensorFlow Lite (.tflite): cifarx[litert]
+    openvino = "openvino"  # OpenVINO IR (.xml + .bin): cifarx[openvino]
+    all = "all"  # every format above
+
+
+class InputDType(StrEnum):
+    uint8 = "uint8"  # NHWC images as stored: 0..255 integers
+    float32 = "float32"  # NHWC 0..255 floats, rounded to uint8 inside the exported model
+
+
+@dataclass
+class ParityConfig:
+    images: Optional[int] = None  # test images the check runs on (the first N); null: the whole test split
+    min_agreement: float = 0.999  # share of images whose top-1 class must equal Keras'
+    max_accuracy_gap: float = 0.001  # |accuracy - Keras' accuracy| allowed (0.001: 0.1 point)
+    batch_size: int = 256  # images per call of the exported model
+
+
+@dataclass
+class TimingConfig:
+    warmup: int = 10  # untimed calls first (graph building, allocation, caches)
+    calls: int = 100  # timed batch-1 calls: median and p90 latency
+    batch_size: int = 256  # images per call for throughput
+    batches: int = 8  # timed calls of batch_size images: throughput in images/s
+
+
+@dataclass
+class ExportConfig:
+    run: str = MISSING  # a train run directory
+    checkpoint: SavedModel = SavedModel.model
+    format: Optional[ExportFormat] = None  # null: saved_model, or all with benchmark=true
+    input_dtype: InputDType = InputDType.uint8
+    benchmark: bool = False  # time every exported format and Keras: benchmark.json, benchmark.md
+    parity: ParityConfig = field(default_factory=ParityConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    data: MovedData = field(default_factory=MovedData)  # data.root: the run's images, where they are now
+
+
 @dataclass
 class PredictData:
     other_sizes: Optional[OtherSizes] = None  # images that are not 32x32: refuse | pad | resize; null: the run's own
@@ -243,6 +285,7 @@ def register_configs() -> None:
     cs.store(name="extract_schema", node=ExtractConfig)
     cs.store(name="classic_schema", node=ClassicConfig)
     cs.store(name="predict_schema", node=PredictConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="schema_clf", node=ClfConfig)
     cs.store(name="schema_data", node=DataConfig)
     cs.store(name="schema_logger", node=LoggerConfig)

@@ -49,7 +49,9 @@ def validate_common(cfg: DictConfig) -> None:
     if logger is not None and logger.name == LoggerName.mlflow:
         require(logger.http_timeout > 0 and logger.http_retries >= 0,
                 f"logger.http_timeout={logger.http_timeout} must be > 0 and logger.http_retries={logger.http_retries} >= 0")
-        from cifarx.tracking.hooks import require_mlflow
+        require(not logger.get("register_as") or logger.log_model,
+                f"logger.register_as={logger.register_as} registers the logged model: it needs logger.log_model=true")
+        from cifarx.tracking import require_mlflow
 
         require_mlflow()
 
@@ -98,6 +100,28 @@ def validate_extract(cfg: DictConfig) -> None:
         if str(cfg.model_path).endswith(".keras"):
             check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
         validate_data(cfg.data)
+    _existing("data.root", cfg.data.root)
+
+
+def validate_export(cfg: DictConfig) -> None:
+    from cifarx.commands.export import chosen_formats, missing_runtime
+    from cifarx.run.checks import require_run
+
+    require(not OmegaConf.is_missing(cfg, "run"),
+            "no run given: `cifarx export run=<train run dir> format=onnx` (run directories are under outputs/train/)")
+    p, t = cfg.parity, cfg.timing
+    require(p.images is None or p.images > 0, f"parity.images={p.images} must be a positive count or null")
+    require(0 < p.min_agreement <= 1, f"parity.min_agreement={p.min_agreement} must be in (0, 1]")
+    require(0 <= p.max_accuracy_gap <= 1, f"parity.max_accuracy_gap={p.max_accuracy_gap} must be in [0, 1]")
+    for key, value in (("parity.batch_size", p.batch_size), ("timing.calls", t.calls),
+                       ("timing.batch_size", t.batch_size), ("timing.batches", t.batches)):
+        require(value > 0, f"{key}={value} must be a positive integer")
+    require(t.warmup >= 0, f"timing.warmup={t.warmup} must be >= 0")
+    formats = chosen_formats(cfg)
+    if len(formats) == 1:  # format=all skips (and names) what is not installed
+        problem = missing_runtime(formats[0])
+        require(problem is None, problem or "")
+    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     _existing("data.root", cfg.data.root)
 
 

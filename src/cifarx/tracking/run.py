@@ -100,6 +100,57 @@ class Tracker:
             self._safely(f"uploading {name}", self.client.log_artifact, self.run_id, str(path),
                          None if folder == "." else folder)
 
+    def log_keras_model(self, model, example, register_as: str | None = None) -> str | None:
+        """The trained model as an MLflow model of this run (its id; None after a failure, which only
+        warns): Keras flavour saved as a TensorFlow SavedModel, so `mlflow models serve` needs no
+        cifarx code for its custom layers; a signature and an input ``example`` (uint8 NHWC images
+        in, probabilities out). ``register_as``: also a new version of that registered model."""
+        return self._safely("logging the MLflow model", self._log_keras_model, model, example, register_as)
+
+    def _log_keras_model(self, model, example, register_as: str | None) -> str:
+        # Through this run's client, as mlflow.keras.log_model would through the global active run.
+        import contextlib
+        import io
+        import tempfile
+
+        import mlflow.keras
+        import numpy as np
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model, ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        example = np.asarray(example)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(example.dtype, (-1, *example.shape[1:]))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(model.output.shape[-1])))]))
+        run = self.client.get_run(self.run_id)
+        logged = self.client.create_logged_model(run.info.experiment_id, name="model", source_run_id=self.run_id,
+                                                 tags={"cifarx.run_dir": run.data.tags.get("cifarx.run_dir", "")})
+        self.client.log_outputs(self.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # Keras' export lines
+            path = Path(tmp) / "model"
+            path.mkdir()  # mlflow.keras.save_model writes the input example before it makes the folder
+            mlflow.keras.save_model(model, str(path), save_exported_model=True, signature=signature, input_example=example,
+                                    pip_requirements=_pins("keras", "tensorflow", "tensorflow-cpu"),  # not inferred: that loads the model in a subprocess
+                                    mlflow_model=Model(artifact_path=logged.artifact_location, run_id=self.run_id,
+                                                       model_uuid=logged.model_id, model_id=logged.model_id))
+            self.client.log_model_artifacts(logged.model_id, str(path))
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        if register_as:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.create_registered_model(register_as)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            # the artifact location, not models:/<id>: MLflow's SQL registry would look that id up in
+            # the global tracking URI's store, not this client's
+            version = self.client.create_model_version(register_as, logged.artifact_location, run_id=self.run_id,
+                                                       model_id=logged.model_id)
+            log.info("MLflow: registered model '%s' version %s", register_as, version.version)
+        return logged.model_id
+
     def end(self, status: str) -> None:
         """Always tried, even after an earlier failure (a server back up should not leave the
         MLflow run 'running' forever); a failure here is only logged."""
@@ -131,3 +182,15 @@ class Tracker:
                                     step=epoch + tracker.first_step)
 
         return LogEpochs()
+
+
+def _pins(*distributions: str) -> list[str]:
+    """``name==version`` of each of ``distributions`` that is installed."""
+    import contextlib
+    from importlib import metadata
+
+    pins = []
+    for name in distributions:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            pins.append(f"{name}=={metadata.version(name)}")
+    return pins
