@@ -406,6 +406,9 @@ def test_an_in_process_resume_ignores_a_previous_hydra_jobs_overrides(tmp_path, 
     edit_config(run, lambda c: c["trainer"].update(epochs=2))
     (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()),
                                                  "status": "interrupted"}))
-    monkeypatch.setattr(runtime, "_task_overrides", lambda: ["trainer.epochs=1"])  # a stale job's
+    from cifarx.run.job import Job
+
+    stale = Job(run, overrides=("trainer.epochs=1",), hydra_job=True)  # what Hydra's global state would say
+    monkeypatch.setattr(Job, "from_hydra", classmethod(lambda cls, preflighted=False: stale))
     runtime.run_command("train", run_train, compose("train", [f"resume={run}"]), run_dir=run)
     assert metrics(run)["epochs"] == 2 and status(run) == "completed"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -128,12 +129,44 @@ def most_confused(matrix: np.ndarray, class_names: list[str], top: int = TOP_CON
     return pairs
 
 
-def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, dict[str, float]],
-                     y_test: np.ndarray, pred_test: np.ndarray, proba_test: np.ndarray | None = None,
-                     x_test: np.ndarray | None = None, history: dict[str, list[float]] | None = None,
-                     extra: dict[str, Any] | None = None, figures: bool = True) -> dict[str, Any]:
+@dataclass
+class TestPredictions:
+    """The test split and what a model (or pipeline) made of it: the reports and figures come from it."""
+
+    y: np.ndarray
+    pred: np.ndarray
+    proba: np.ndarray | None = None  # class probabilities, when the model gives them (misclassified.png)
+    x: np.ndarray | None = None  # the images (misclassified.png)
+
+
+@dataclass
+class Evaluation:
+    """Everything an evaluation writes: per-split scores, the test predictions, the training history
+    (curves.png) and what the command adds to metrics.json (``extra``)."""
+
+    class_names: list[str]
+    scores: dict[str, dict[str, float]]
+    test: TestPredictions
+    history: dict[str, list[float]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Scoring:
+    """How a Keras model is scored: batch size, test-time augmentation (val and test), whether the
+    train split is scored too, whether the PNG figures are drawn."""
+
+    batch_size: int
+    tta: str = "none"
+    score_train: bool = True
+    figures: bool = True
+
+
+def write_evaluation(run: RunDir, evaluation: Evaluation, figures: bool = True) -> dict[str, Any]:
     """Write every evaluation artifact into ``run`` (the PNG figures only with ``figures``) and
     return the metrics dict it saved."""
+    class_names, scores, test = evaluation.class_names, evaluation.scores, evaluation.test
+    y_test, pred_test = test.y, test.pred
     log.info("writing the report, confusion matrix%s into %s", " and figures" if figures else "", run.path)
     labels = list(range(len(class_names)))
     matrix = confusion_matrix(y_test, pred_test, labels=labels)
@@ -146,14 +179,14 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     run.write_csv("confusion_matrix.csv", ["true\\predicted", *class_names],
                   [[name, *row] for name, row in zip(class_names, matrix.tolist())])
     if figures:
-        _write_figures(run, matrix, class_names, y_test, pred_test, proba_test, x_test, history)
+        _write_figures(run, matrix, evaluation)
     pairs = most_confused(matrix, class_names)
     metrics: dict[str, Any] = {}
     for split, values in scores.items():
         for key, value in values.items():
             metrics[f"{split}_{key}"] = value
     metrics.update({"test_count": int(len(y_test)), "class_names": class_names, "most_confused": pairs})
-    metrics.update(extra or {})
+    metrics.update(evaluation.extra)
     run.write_metrics(metrics)
     if run.job.multirun:  # one line per job and one table at the end (cifarx.sweep); the files hold the rest
         return metrics
@@ -166,10 +199,14 @@ def write_evaluation(run: RunDir, *, class_names: list[str], scores: dict[str, d
     return metrics
 
 
-def _write_figures(run: RunDir, matrix, class_names, y_test, pred_test, proba_test, x_test, history) -> None:
+def _write_figures(run: RunDir, matrix, evaluation: Evaluation) -> None:
     """confusion_matrix(_normalized).png, curves.png, misclassified.png (seconds: matplotlib), with
     a bar that counts them."""
     from cifarx.console import progress_steps
+
+    class_names, history = evaluation.class_names, evaluation.history
+    y_test, pred_test, proba_test, x_test = (evaluation.test.y, evaluation.test.pred, evaluation.test.proba,
+                                             evaluation.test.x)
 
     def plots():  # imported in the first step: matplotlib's import is part of the wait
         from cifarx import plots as module
@@ -197,23 +234,23 @@ def _write_figures(run: RunDir, matrix, class_names, y_test, pred_test, proba_te
         run.save_figure(name, figures[name]())
 
 
-def evaluate_model(run: RunDir, model, data, batch_size: int, history=None,
-                   extra: dict[str, Any] | None = None, tta: str = "none", score_train: bool = True,
-                   figures: bool = True) -> dict[str, Any]:
+def evaluate_model(run: RunDir, model, data, scoring: Scoring, history=None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predict every split with a Keras model and write the evaluation. Test-time augmentation
     applies to val and test; the train split is scored plainly (a fit diagnostic), or not at all."""
+    tta = scoring.tta
     scores, test = {}, None
     for split, (x, y) in data.splits().items():
-        if split == "train" and not score_train:
+        if split == "train" and not scoring.score_train:
             continue
         views = "" if split == "train" or tta == "none" else f", {tta} test-time augmentation"
         log.info("scoring %s (%s images%s) ...", split, f"{len(y):,}", views)
-        proba = predict_proba(model, x, batch_size, "none" if split == "train" else tta,
+        proba = predict_proba(model, x, scoring.batch_size, "none" if split == "train" else tta,
                               description=f"scoring {split}")
         pred = proba.argmax(axis=1)
         scores[split] = split_scores(y, proba, pred, data.num_classes)
         if split == "test":
             test = (proba, pred)
-    return write_evaluation(run, class_names=data.class_names, scores=scores, y_test=data.y_test,
-                            pred_test=test[1], proba_test=test[0], x_test=data.x_test,
-                            history=history, extra={**(extra or {}), "tta": tta}, figures=figures)
+    evaluation = Evaluation(data.class_names, scores, TestPredictions(data.y_test, test[1], test[0], data.x_test),
+                            history, {**(extra or {}), "tta": tta})
+    return write_evaluation(run, evaluation, figures=scoring.figures)

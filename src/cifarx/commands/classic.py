@@ -175,7 +175,7 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
     import joblib
 
     from cifarx.data import stratified_subset
-    from cifarx.evaluation import split_scores, write_evaluation
+    from cifarx.evaluation import Evaluation, TestPredictions, split_scores, write_evaluation
 
     splits, class_names, origin = load_features(cfg)
     dim = splits["train"][0].shape[1]
@@ -229,7 +229,7 @@ def run_classic(cfg, run: RunDir) -> dict[str, Any]:
              "train_scored": train_scored,
              "fit_count": fit_count,
              "dim": dim, "seed": int(cfg.seed), **origin}
-    metrics = write_evaluation(run, class_names=class_names, scores=scores, y_test=splits["test"][1],
-                               pred_test=test[0], proba_test=test[1], extra=extra, figures=bool(cfg.figures))
+    evaluation = Evaluation(class_names, scores, TestPredictions(splits["test"][1], test[0], test[1]), extra=extra)
+    metrics = write_evaluation(run, evaluation, figures=bool(cfg.figures))
     log.info("%s: test accuracy %.4f; run directory %s", cfg.clf.name, metrics["test_accuracy"], run.path)
     return metrics

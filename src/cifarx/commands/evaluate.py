@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cifarx.evaluation import evaluate_model
+from cifarx.evaluation import Scoring, evaluate_model
 from cifarx.run.rundir import RunDir, read_history, read_json
 
 log = logging.getLogger("cifarx")
@@ -30,7 +30,8 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
              "params": int(model.count_params()),
              "source_metrics": read_json(source / "metrics.json") if (source / "metrics.json").exists() else None}
     tta = str(cfg.tta if cfg.tta is not None else train_cfg.get("tta") or "none")
-    metrics = evaluate_model(run, model, data, int(cfg.batch_size), history, extra, tta=tta, figures=bool(cfg.figures))
+    metrics = evaluate_model(run, model, data, Scoring(int(cfg.batch_size), tta, figures=bool(cfg.figures)),
+                             history, extra)
     source = extra["source_metrics"] or {}
     recorded = source.get("test_accuracy")
     log.info("test accuracy %.4f now (%s weights, tta %s), %s recorded by the run (%s weights, tta %s)",

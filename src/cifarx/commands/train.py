@@ -150,7 +150,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
 
     from cifarx.data import load_dataset
     from cifarx.data.feed import resolve_feed
-    from cifarx.evaluation import evaluate_model
+    from cifarx.evaluation import Scoring, evaluate_model
     from cifarx.models import load_model, preprocessing_rule
     from cifarx.training.budget import job_started
     from cifarx.training.callbacks import AtomicCheckpoint
@@ -265,8 +265,8 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
         "data_sha256": data.source["sha256"],
         **({"time_budget": budget.as_dict()} if budget else {}),
     }
-    metrics = evaluate_model(run, model, data, eval_batch_size(cfg.trainer), history, extra, tta=str(cfg.tta),
-                             score_train=bool(cfg.trainer.score_train), figures=bool(cfg.figures))
+    scoring = Scoring(eval_batch_size(cfg.trainer), str(cfg.tta), bool(cfg.trainer.score_train), bool(cfg.figures))
+    metrics = evaluate_model(run, model, data, scoring, history, extra)
     tracker = getattr(run, "tracker", None)
     if tracker is not None and cfg.logger.log_model:  # servable: `mlflow models serve -m models:/<id>`
         model_id = tracker.log_keras_model(model, data.x_test[:3], cfg.logger.get("register_as"))
