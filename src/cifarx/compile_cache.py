@@ -73,7 +73,7 @@ def enable(enabled: bool, directory: str | None, key: str = "trainer.compile_cac
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
-    if jax.config.jax_compilation_cache_dir != str(path):
+    if getattr(jax.config, "jax_compilation_cache_dir", None) != str(path):
         compilation_cache.set_cache_dir(str(path))
         compilation_cache.reset_cache()  # JAX opens its cache once per process: reopen it here
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # keep even sub-second compiles

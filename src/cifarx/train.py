@@ -84,6 +84,16 @@ def _compile(model, optimizer, cfg, steps_per_execution: int) -> None:
                   jit_compile=cfg.trainer.jit_compile, steps_per_execution=steps_per_execution)
 
 
+def _without_optimizer(model):
+    """The scored model as ``model.keras`` holds it: its layers and weights, no optimizer (whose
+    state, a momentum per weight, would double the file; resuming reads last.keras)."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _merge(total: dict[str, list], part: dict[str, list]) -> None:
     for key, values in part.items():
         total.setdefault(key, []).extend(float(v) for v in values)
@@ -265,7 +275,7 @@ def _run_train(cfg: DictConfig, run: RunDir, started: float, start: float, seed:
         if evaluated == "best" and not monitor:
             log.info("trainer.evaluate=best means last here: without a validation split there is no best to choose")
         evaluated = "last"
-    run.save_model("model.keras", model)
+    run.save_model("model.keras", _without_optimizer(model))
     mean_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
     extra = {
         "model": cfg.model.name, "experiment": cfg.get("experiment_name"), "params": params,
