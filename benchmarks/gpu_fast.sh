@@ -23,7 +23,7 @@ if [ -z "${NO_ABLATION:-}" ]; then
 fi
 du -sh "$XDG_CACHE_HOME/cifarx/jax"; ls "$XDG_CACHE_HOME/cifarx/jax" | wc -l
 # the record: warm seed 0's run directory as the tool wrote it, without its training checkpoints
-tar cf "$OUT/fast_gpu_run.tar" -C "$runs/warm" --exclude=last.keras --exclude=best.keras --exclude=.cifarx.lock fast_gpu_seed0
+ls -la "$runs/warm/fast_gpu_seed0"; tar cf "$OUT/fast_gpu_run.tar" -C "$runs/warm" --exclude=last.keras --exclude=best.keras --exclude=.cifarx.lock fast_gpu_seed0
 # every run's metrics, config and log
 (cd "$runs" && tar czf "$OUT/runs_meta.tgz" */*/metrics.json */*/config.yaml */*/train.log */*/history.csv)
 ls -la "$OUT" "$OUT/bench"

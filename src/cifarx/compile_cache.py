@@ -75,7 +75,12 @@ def enable(enabled: bool, directory: str | None, key: str = "trainer.compile_cac
 
     if getattr(jax.config, "jax_compilation_cache_dir", None) != str(path):
         compilation_cache.set_cache_dir(str(path))
-        compilation_cache.reset_cache()  # JAX opens its cache once per process: reopen it here
+        quiet = logging.getLogger("jax._src.compilation_cache")
+        level, quiet.level = quiet.level, logging.WARNING  # its "Resetting cache" line is no news in a run's log
+        try:
+            compilation_cache.reset_cache()  # JAX opens its cache once per process: reopen it here
+        finally:
+            quiet.setLevel(level)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # keep even sub-second compiles
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # and entries of any size
     log.debug("JAX compilation cache: %s", path)

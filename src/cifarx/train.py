@@ -89,7 +89,7 @@ def _without_optimizer(model):
     state, a momentum per weight, would double the file; resuming reads last.keras)."""
     import keras
 
-    copy = keras.models.clone_model(model)
+    copy = keras.Model.from_config(model.get_config())  # uncompiled (clone_model compiles the copy)
     copy.set_weights(model.get_weights())
     return copy
 
