@@ -6,7 +6,10 @@
 Prints, per seed and as mean/spread: wall time of the whole command (start-up, data loading,
 training and evaluation, as `time` would report it), training seconds, epochs, test accuracy
 (with the run's test-time augmentation) and, when the run has a validation split, the training
-time at which validation accuracy first reached each --threshold. The data cache is filled
+time at which validation accuracy first reached each --threshold. For every run also where the
+time went (metrics.json's `phases`: start-up, training from the first step to the last, scoring,
+and under a time budget what was left unused, each beside the budget's estimate) and what JAX
+compiled (`compile`: compiles, their seconds, compilation-cache hits). The data cache is filled
 before the first timed run, so every run loads the decoded arrays as a user's second run does.
 Writes the results, with the machine's CPU (and flags) and versions, as JSON under
 benchmarks/results/. Not a test.
@@ -54,10 +57,33 @@ def run_once(args, seed: int, out: Path) -> dict:
     if done.returncode:
         raise SystemExit(f"seed {seed} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
+    compiled = metrics.get("compile") or {}
     return {"seed": seed, "wall_seconds": round(wall, 1), "train_seconds": metrics["train_seconds"],
             "epochs": metrics["epochs"], "test_accuracy": metrics["test_accuracy"], "tta": metrics.get("tta"),
             "device": metrics.get("device"), "backend": metrics.get("backend"),
+            "phases": metrics.get("phases"), "epoch_times": metrics.get("epoch_times"),
+            "compile": {k: v for k, v in compiled.items() if k != "phases"} or None,
             "val_crossings_seconds": crossings(out, args.threshold), "run": str(out)}
+
+
+def phase_lines(r: dict) -> list[str]:
+    """Where one run's wall time went: the phases (beside the budget's estimates) and JAX's compiles."""
+    from cifarx.training.phases import describe
+
+    lines = []
+    if r.get("phases"):
+        lines.append(f"  phases: {describe(r['phases'])}")
+    times = r.get("epoch_times") or []
+    if times:
+        later = sorted(times[1:])
+        median = f", later epochs {later[len(later) // 2]:.2f} s (median)" if later else ""
+        lines.append(f"  epochs: first {times[0]:.2f} s{median}")
+    c = r.get("compile")
+    if c:
+        lines.append(f"  compile: {c['compiles']} compiled ({c['compile_seconds']:.1f} s with cache loads, "
+                     f"{c['trace_seconds']:.1f} s tracing), {c['cache_hits']} of {c['requests']} from the cache "
+                     f"({c.get('cache_dir')}); steps {c.get('steps')}")
+    return lines
 
 
 def main() -> None:
@@ -88,8 +114,9 @@ def main() -> None:
     for seed in args.seeds:
         r = run_once(args, seed, runs_dir / f"{args.experiment}_seed{seed}")
         results.append(r)
-        print(f"seed {seed}: {r['test_accuracy']:.4f} test accuracy in {r['wall_seconds']:.0f} s wall "
-              f"({r['train_seconds']:.0f} s training, {r['epochs']} epochs)", flush=True)
+        print(f"seed {seed}: {r['test_accuracy']:.4f} test accuracy in {r['wall_seconds']:.1f} s wall "
+              f"({r['train_seconds']:.1f} s training, {r['epochs']} epochs)", flush=True)
+        print("\n".join(phase_lines(r)), flush=True)
     accs = [r["test_accuracy"] for r in results]
     walls = [r["wall_seconds"] for r in results]
     machine = hardware()

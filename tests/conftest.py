@@ -63,5 +63,7 @@ def tiny_train_overrides(root: Path, cache: Path, epochs: int = 1) -> list[str]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_config_home(tmp_path_factory):
-    """Pipeline signing keys (and anything else under XDG_CONFIG_HOME) stay out of the real home."""
+    """Pipeline signing keys (and anything else under XDG_CONFIG_HOME), and JAX's compilation cache
+    (XDG_CACHE_HOME), stay out of the real home."""
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config_home"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache_home"))

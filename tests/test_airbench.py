@@ -130,6 +130,7 @@ def test_ema_weights_are_saved_and_evaluated_and_extract_and_classic_work(tmp_pa
     run.set_status("completed")
     assert metrics["tta"] == "flip" and metrics["evaluated_checkpoint"] == "last"
     saved, last = load_model(run.file("model.keras")), load_model(run.file("last.keras"))
+    assert getattr(saved, "optimizer", None) is None and last.optimizer is not None  # model.keras: no optimizer state
     averages = last.optimizer._model_variables_moving_average  # aligned with the trainable weights
     assert len(averages) == len(saved.trainable_weights)
     for weight, average in zip(saved.trainable_weights, averages):  # model.keras holds the averages

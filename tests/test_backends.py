@@ -42,7 +42,7 @@ sys.exit(code)
 
 def cli_without_tensorflow(backend, args, cwd):
     env = {"KERAS_BACKEND": backend, "CI": "true", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
-           "PATH": "/usr/bin:/bin"}
+           "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cwd / "xdg-cache")}  # JAX's compilation cache
     return subprocess.run([sys.executable, "-c", BLOCK_TF, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=600)
 

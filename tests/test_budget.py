@@ -49,10 +49,20 @@ def test_a_budgeted_run_records_its_choice_and_repeats_exactly_without_the_budge
     assert record["epochs"] == 1 and record["time_budget"]["epochs"] == 1 and record["time_budget"]["short"]
     saved = yaml.safe_load((planned / "config.yaml").read_text())
     assert saved["trainer"]["epochs"] == 1 and saved["trainer"]["time_budget"] == 0.5
+    phases, plan = record["phases"], record["time_budget"]  # where the time went, next to the plan
+    assert sum(phases[k] for k in ("startup", "train", "saving", "scoring")) == pytest.approx(phases["total"], abs=0.01)
+    assert all(phases[k] >= 0 for k in ("startup", "train", "saving", "scoring"))
+    assert phases["unused"] == pytest.approx(0.5 - phases["total"], abs=0.01) and phases["unused"] < 0
+    estimate = phases["estimate"]
+    for key, planned_key in (("startup", "elapsed_seconds"), ("compile", "compile_seconds"),
+                             ("epoch", "epoch_seconds"), ("scoring", "eval_seconds"), ("reserve", "reserve_seconds")):
+        assert estimate[key] == pytest.approx(plan[planned_key], rel=1e-3, abs=1e-3), key
+    assert estimate["train"] == pytest.approx(plan["compile_seconds"] + plan["epoch_seconds"], rel=1e-3, abs=1e-3)
 
     plain = tmp_path / "plain"
     run_command("train", run_train, compose("train", [*common, "trainer.epochs=1"]), run_dir=plain)
     again = json.loads((plain / "metrics.json").read_text())
+    assert "estimate" not in again["phases"] and "unused" not in again["phases"]  # no budget, no plan
     for key in ("train_accuracy", "val_accuracy", "test_accuracy", "test_loss"):
         assert record[key] == again[key], key
     with open(planned / "history.csv") as f, open(plain / "history.csv") as g:

@@ -15,9 +15,9 @@ from cifarx.data.feed import epoch_order, training_feed
 from conftest import run_cli, write_batches_dir
 
 
-def _epoch(kind, x, y, batch, seed, first_epoch, epoch):
+def _epoch(kind, x, y, batch, seed, first_epoch, epoch, **options):
     """The (images, labels) batches of ``epoch`` as the feed hands them to ``fit``."""
-    feed, feed_epoch, steps = training_feed(x, y, batch, seed, first_epoch, kind)
+    feed, feed_epoch, steps = training_feed(x, y, batch, seed, first_epoch, kind, **options)
     feed_epoch.on_epoch_begin(epoch)
     if kind == "tf_data":
         batches = [(np.asarray(a), np.asarray(b)) for a, b in feed]
@@ -56,6 +56,50 @@ def test_both_feeds_hand_over_the_same_batches(arrays):
         b = _epoch("python", x, y, 16, 7, 0, epoch)
         assert [lab.tolist() for _, lab in a] == [lab.tolist() for _, lab in b]
         assert all(np.array_equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
+
+
+def _mirrored(batches, x) -> dict[int, bool]:
+    """Image index -> whether the feed handed it over mirrored (every image must be one or the other)."""
+    seen = {}
+    for images, labels in batches:
+        for image, label in zip(images, labels):
+            assert np.array_equal(image, x[label]) or np.array_equal(image, x[label][:, ::-1])
+            seen[int(label)] = not np.array_equal(image, x[label])
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["tf_data", "python"])
+def test_alternating_flip_mirrors_every_image_exactly_once_in_every_two_epochs(kind, arrays):
+    """airbench94's alternating flip: epoch 0 mirrors a random half, each later epoch exactly the
+    images the epoch before did not; with drop_last each epoch is whole batches only."""
+    x, y = arrays
+    epochs = [_mirrored(_epoch(kind, x, y, 10, 5, 0, e, alternate_flip=True), x) for e in range(5)]
+    assert all(sorted(seen) == list(range(103)) for seen in epochs)
+    for before, after in zip(epochs, epochs[1:]):
+        assert all(before[i] != after[i] for i in range(103))  # mirrored in exactly one of the two
+    assert 30 < sum(epochs[0].values()) < 73  # a random half, not all or none
+    resumed = _mirrored(_epoch(kind, x, y, 10, 5, 3, 3, alternate_flip=True), x)
+    assert resumed == epochs[3]  # from (seed, epoch) alone, as the order is
+    dropped = _epoch(kind, x, y, 10, 5, 0, 1, alternate_flip=True, drop_last=True)
+    assert len(dropped) == 10 and all(len(labels) == 10 for _, labels in dropped)
+    assert all(epochs[1][i] == m for i, m in _mirrored(dropped, x).items())
+    plain = _mirrored(_epoch(kind, x, y, 10, 5, 0, 1), x)
+    assert not any(plain.values())  # off by default: the model's own random flip does it
+
+
+def test_alternating_flip_turns_the_models_random_flip_off():
+    import keras
+    from omegaconf import OmegaConf
+
+    from cifarx.models.preprocessing import input_pipeline
+
+    def flip(**augment):
+        inputs = keras.Input((8, 8, 3), dtype="uint8")
+        cfg = OmegaConf.create({"enabled": True, "flip": True, "shift": 0.125, "fill_value": 0.0, **augment})
+        x = input_pipeline(inputs, normalize="scale", augment=cfg, seed=0)
+        return keras.Model(inputs, x).get_layer("augment").flip
+
+    assert flip() is True and flip(alternate_flip=False) is True and flip(alternate_flip=True) is False
 
 
 def test_a_resumed_feed_repeats_the_epochs_of_an_uninterrupted_one(arrays):

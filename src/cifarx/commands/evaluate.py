@@ -18,6 +18,9 @@ def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
     """`cifarx evaluate run=DIR`: reload a train run's model and data, evaluate into a new run."""
     from cifarx.data import load_dataset
     from cifarx.models import load_model
+    from cifarx.training import compile_cache
+
+    compile_cache.enable(bool(cfg.get("compile_cache", True)), cfg.get("compile_cache_dir"), key="compile_cache_dir")
 
     source = Path(str(cfg.run)).expanduser().resolve()  # a finished train run: checked by validate_evaluate
     train_cfg = OmegaConf.load(source / "config.yaml")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -52,17 +51,22 @@ def _callbacks(cfg, run: RunDir, checkpoint, stage: int, epochs: int, steps: int
 
 
 def _fit(model, data, cfg, run, checkpoint, stage: int, initial_epoch: int, epochs: int, monitor: str,
-         past: list[float] = ()):
-    """``past``: the monitored metric of the epochs already done (a resumed run's history)."""
+         past: list[float] = (), clock=None):
+    """``past``: the monitored metric of the epochs already done (a resumed run's history);
+    ``clock``: a callback that runs after all the others (``cifarx.training.phases``)."""
     from cifarx.data.feed import training_feed
 
-    feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, int(cfg.trainer.batch_size),
-                                            int(cfg.seed), initial_epoch, str(cfg.trainer.feed))
+    augment = cfg.data.augment
+    feed, feed_epoch, steps = training_feed(
+        data.x_train, data.y_train, int(cfg.trainer.batch_size), int(cfg.seed), initial_epoch, str(cfg.trainer.feed),
+        alternate_flip=bool(augment.enabled and augment.flip and augment.get("alternate_flip", False)),
+        drop_last=bool(cfg.trainer.get("drop_last", False)))
     callbacks, progress = _callbacks(cfg, run, checkpoint, stage, epochs, steps, monitor,
                                      append=initial_epoch > 0, past=list(past))
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
     history = model.fit(feed, epochs=epochs, initial_epoch=initial_epoch, validation_data=validation,
-                        validation_batch_size=eval_batch_size(cfg.trainer), callbacks=[feed_epoch, *callbacks],
+                        validation_batch_size=eval_batch_size(cfg.trainer),
+                        callbacks=[feed_epoch, *callbacks, *([clock] if clock is not None else [])],
                         verbose=0, shuffle=False)  # the feed orders batches by (seed, epoch)
     losses = history.history.get("loss", [])
     if not losses or not np.all(np.isfinite(losses)):
@@ -78,6 +82,16 @@ def _compile(model, optimizer, cfg, steps_per_execution: int) -> None:
 
     model.compile(optimizer=optimizer, loss=build_loss(float(cfg.trainer.label_smoothing)), metrics=["accuracy"],
                   jit_compile=cfg.trainer.jit_compile, steps_per_execution=steps_per_execution)
+
+
+def _without_optimizer(model):
+    """The scored model as ``model.keras`` holds it: its layers and weights, no optimizer (whose
+    state, a momentum per weight, would double the file; resuming reads last.keras)."""
+    import keras
+
+    copy = keras.Model.from_config(model.get_config())  # uncompiled (clone_model compiles the copy)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _merge(total: dict[str, list], part: dict[str, list]) -> None:
@@ -120,7 +134,7 @@ def _prepare_model(cfg, run: RunDir, data, scope, checkpointed: bool, steps: int
 
 
 def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_execution: int,
-              history: dict, monitor: str | None, in_stage_2: bool, end: int) -> tuple[dict, dict, list[float]]:
+              history: dict, monitor: str | None, in_stage_2: bool, end: int, clock=None) -> tuple[dict, dict, list[float]]:
     """Stage 2: unfreeze the top ``model.finetune.blocks`` blocks and train on at their own rate,
     up to epoch ``end`` (``model.finetune.epochs`` after stage 1's last). ``in_stage_2``: a resumed run's last.keras
     was saved in stage 2 (the model is then stage 2's as saved: unfrozen, with its optimizer's state)."""
@@ -138,27 +152,40 @@ def _finetune(model, data, cfg, run, checkpoint, scope, steps: int, steps_per_ex
     log.info("fine-tuning: unfroze %d layers (%s trainable parameters) at learning rate %g",
              len(opened), f"{trainable:,}", finetune.learning_rate)
     done = len(history.get("loss", []))
-    part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, end, monitor) if done < end else ({}, [])
+    part, seconds = _fit(model, data, cfg, run, checkpoint, 2, done, end, monitor, clock=clock) if done < end else ({}, [])
     stage = {"stage": 2, "epochs": int(finetune.epochs), "trainable_params": trainable,
              "unfrozen_layers": opened, "learning_rate": float(finetune.learning_rate)}
     return stage, part, seconds
 
 
 def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.data`` and evaluate it; returns the metrics written."""
-    import keras
-
-    from cifarx.data import load_dataset
-    from cifarx.data.feed import resolve_feed
-    from cifarx.evaluation import Scoring, evaluate_model
-    from cifarx.models import load_model, preprocessing_rule
+    """Train ``cfg.model`` on ``cfg.data`` and evaluate it; returns the metrics written. On JAX the
+    compilation cache is on (``trainer.compile_cache``) and what compiles is counted."""
+    from cifarx.training import compile_cache
     from cifarx.training.budget import job_started
-    from cifarx.training.callbacks import AtomicCheckpoint
-    from cifarx.training.devices import compute_devices, training_device, unused_gpu_hint
 
     started = job_started()
     start = time.perf_counter()
     seed = int(cfg.seed)
+    compiles = compile_cache.CompileLog(compile_cache.enable(bool(cfg.trainer.get("compile_cache", True)),
+                                                             cfg.trainer.get("compile_cache_dir"))).start()
+    try:
+        return _run_train(cfg, run, started, start, seed, compiles)
+    finally:
+        compiles.stop()
+
+
+def _run_train(cfg: DictConfig, run: RunDir, started: float, start: float, seed: int, compiles) -> dict[str, Any]:
+    import keras
+
+    from cifarx.data import load_dataset
+    from cifarx.data.feed import resolve_feed, steps_per_epoch
+    from cifarx.evaluation import Scoring, evaluate_model
+    from cifarx.models import load_model, preprocessing_rule
+    from cifarx.training.callbacks import AtomicCheckpoint
+    from cifarx.training.devices import compute_devices, training_device, unused_gpu_hint
+    from cifarx.training.phases import RunPhases
+
     configure_backend(cfg.trainer, seed, run.job.parallel_jobs)
     data = load_dataset(cfg.data, seed)
     devices = compute_devices()
@@ -183,7 +210,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
                  "MirroredStrategy" if replicas > 1 else "the PyTorch backend takes one step per call")
         steps_per_execution = 1
     batch = int(cfg.trainer.batch_size)
-    steps = math.ceil(len(data.y_train) / batch)
+    steps = steps_per_epoch(len(data.y_train), batch, bool(cfg.trainer.get("drop_last", False)))
     budget = None
     checkpointed = resuming and run.file("last.keras").exists()
     if cfg.trainer.get("time_budget") is not None and not checkpointed:  # a resumed run keeps the epochs it chose
@@ -225,14 +252,17 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     run.has_results = True  # from here on a failure leaves the run, marked failed, for inspection
     stages = [{"stage": 1, "epochs": epochs, "trainable_params": trainable}]
     epoch_seconds: list[float] = []
+    phases = RunPhases(started, compiles)
     if done < stage1:
-        part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past)
+        part, seconds = _fit(model, data, cfg, run, checkpoint, 1, done, epochs, monitor, past=past,
+                             clock=phases.callback)
         _merge(history, part)
         epoch_seconds += seconds
     if cfg.model.get("finetune") is not None and cfg.model.finetune.blocks > 0:  # VGG's second stage
         stage, part, seconds = _finetune(model, data, cfg, run, checkpoint, scope, steps, steps_per_execution,
                                          history, monitor, in_stage_2=in_stage == 2,
-                                         end=total if stopped and in_stage == 2 else stage_ends(cfg, history, True)[1])
+                                         end=total if stopped and in_stage == 2 else stage_ends(cfg, history, True)[1],
+                                         clock=phases.callback)
         stages.append(stage)
         _merge(history, part)
         epoch_seconds += seconds
@@ -245,7 +275,7 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
         if evaluated == "best" and not monitor:
             log.info("trainer.evaluate=best means last here: without a validation split there is no best to choose")
         evaluated = "last"
-    run.save_model("model.keras", model)
+    run.save_model("model.keras", _without_optimizer(model))
     mean_epoch = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
     extra = {
         "model": cfg.model.name, "experiment": cfg.get("experiment_name"), "params": params,
@@ -265,8 +295,11 @@ def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
         "data_sha256": data.source["sha256"],
         **({"time_budget": budget.as_dict()} if budget else {}),
     }
+    phases.scoring()
     scoring = Scoring(eval_batch_size(cfg.trainer), str(cfg.tta), bool(cfg.trainer.score_train), bool(cfg.figures))
     metrics = evaluate_model(run, model, data, scoring, history, extra)
+    metrics["phases"] = phases.record(budget, epochs=len(epoch_seconds))
+    metrics["compile"] = compiles.as_dict()
     tracker = getattr(run, "tracker", None)
     if tracker is not None and cfg.logger.log_model:  # servable: `mlflow models serve -m models:/<id>`
         model_id = tracker.log_keras_model(model, data.x_test[:3], cfg.logger.get("register_as"))

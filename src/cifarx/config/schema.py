@@ -60,6 +60,7 @@ class AugmentConfig:
     flip: bool = True  # random horizontal flip
     shift: float = 0.125  # max shift as a fraction of height/width (0.125 of 32 = 4 px)
     fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
+    alternate_flip: bool = False  # with flip: each epoch mirrors exactly the images the one before did not (airbench94)
 
 
 class OtherSizes(StrEnum):
@@ -121,6 +122,9 @@ class TrainerConfig:
     time_budget_reserve: float = 0.08  # share of the budget kept for what is not measured (saving, plots)
     budget_probe_steps: int = 24  # training steps timed to plan a time budget
     checkpoint_every: int = 1  # save last.keras every N epochs (and at the end); resume repeats the rest exactly
+    drop_last: bool = False  # end each epoch at its last full batch: one batch shape, compiled once (airbench)
+    compile_cache: bool = True  # JAX: keep compiled steps in a per-user cache, so a second run compiles nothing
+    compile_cache_dir: Optional[str] = None  # JAX's compilation cache; null: $XDG_CACHE_HOME/cifarx/jax (~/.cache/cifarx/jax)
 
 
 @dataclass
@@ -161,6 +165,8 @@ class EvaluateConfig:
     tta: Optional[TTA] = None  # test-time augmentation of the val/test predictions; null: the run's own
     data: MovedData = field(default_factory=MovedData)  # data.root: the run's images, where they are now
     figures: bool = True  # PNG figures (confusion matrices, misclassified images)
+    compile_cache: bool = True  # JAX: reuse the compiled prediction step of earlier runs (trainer.compile_cache)
+    compile_cache_dir: Optional[str] = None  # null: $XDG_CACHE_HOME/cifarx/jax (~/.cache/cifarx/jax)
 
 
 class Scale(StrEnum):

@@ -137,6 +137,7 @@ def input_pipeline(inputs, *, normalize: str, mean=None, std=None, augment=None,
     else:
         x = layers.Rescaling(1.0, name="cast")(inputs)
     if augment is not None and augment.enabled:
-        x = RandomFlipShift(flip=augment.flip, shift=augment.shift, fill_value=augment.fill_value,
+        flip = bool(augment.flip) and not getattr(augment, "alternate_flip", False)  # else the feed flips
+        x = RandomFlipShift(flip=flip, shift=augment.shift, fill_value=augment.fill_value,
                             seed=seed, name="augment")(x)
     return x

@@ -85,7 +85,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start)."""
     import keras
 
-    from cifarx.data.feed import training_feed
+    from cifarx.data.feed import steps_per_epoch, training_feed
     from cifarx.training.backend import eval_batch_size
 
     batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
@@ -108,7 +108,8 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     eval_images = (n_test + n_val) * tta_views + (n_train if trainer_cfg.score_train else 0)
     plan = plan_epochs(budget=float(trainer_cfg.time_budget), elapsed=time.monotonic() - started,
                        step=step, compile_=max(0.0, (first - step) * steps), predict_per_image=per_image,
-                       steps_per_epoch=math.ceil(n_train / batch), val_count=n_val, eval_images=eval_images,
+                       steps_per_epoch=steps_per_epoch(n_train, batch, bool(trainer_cfg.get("drop_last", False))),
+                       val_count=n_val, eval_images=eval_images,
                        reserve_fraction=float(trainer_cfg.time_budget_reserve), max_epochs=int(trainer_cfg.epochs),
                        min_epochs=min_epochs)
     log.info("time budget %.0fs: %.0fs used so far, %.2fs per step, an epoch %.0fs, evaluation %.0fs -> %d epochs%s",
