@@ -10,6 +10,7 @@ covers what a server would run.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -110,14 +111,36 @@ def serving_model(model, input_dtype: str = "uint8"):
 
     _constants_in_graph(model)
     probabilities = ends_in_softmax(model)
-    if input_dtype == "uint8" and probabilities:
-        return model, False
-    image = keras.Input(shape=tuple(model.input.shape[1:]), dtype=input_dtype, name="image")
-    x = image if input_dtype == "uint8" else RoundToUint8(name="round_to_uint8")(image)
-    y = model(x)
-    if not probabilities:
-        y = keras.layers.Softmax(dtype="float32", name="probabilities")(y)
-    return keras.Model(image, y, name=f"{model.name}_serving"), not probabilities
+    shape = tuple(model.input.shape[1:])
+    serving = model
+    if input_dtype != "uint8" or not probabilities:
+        image = keras.Input(shape=shape, dtype=input_dtype, name="image")
+        x = image if input_dtype == "uint8" else RoundToUint8(name="round_to_uint8")(image)
+        y = model(x)
+        if not probabilities:
+            y = keras.layers.Softmax(dtype="float32", name="probabilities")(y)
+        serving = keras.Model(image, y, name=f"{model.name}_serving")
+    serving(np.zeros((1, *shape), input_dtype), training=False)  # Keras' ONNX export refuses a model never called
+    return serving, not probabilities
+
+
+@functools.cache
+def _teach_tf2onnx_erfc() -> None:
+    """tf2onnx 1.17 has no converter for TensorFlow's Erfc, which Keras' exact GELU uses (airbench's
+    activation): such a graph came out as an invalid ONNX file. erfc(x) = 1 - erf(x), with ONNX's
+    own Erf (opset >= 9); registered through tf2onnx's handler decorator, once."""
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, dtype=dtype))
+            ctx.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]],
+                                          name=utils.make_name(node.name))
 
 
 @contextmanager
@@ -152,6 +175,8 @@ def write_format(serving, fmt: str, run: RunDir) -> list[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        if fmt == "onnx":
+            _teach_tf2onnx_erfc()
         try:
             with _quiet():
                 serving.export(str(tmp / spec.file), format=spec.keras, verbose=False)
