@@ -183,6 +183,32 @@ def test_an_exact_gelu_exports_to_onnx(tmp_path):
                                model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
+    import keras
+
+    from cifarx.artifacts import RunDir
+    from cifarx.export import float32_model, serving_model, write_format
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        image = keras.Input((4, 4, 3), dtype="uint8")
+        x = keras.layers.Conv2D(3, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(image))
+        model = keras.Model(image, keras.layers.Dense(5, activation="softmax", dtype="float32")(
+            keras.layers.Flatten()(x)))
+    finally:
+        keras.config.set_dtype_policy(before)
+    clone, trained = float32_model(model)
+    assert trained == "mixed_bfloat16" and {layer.dtype_policy.name for layer in clone.layers} == {"float32"}
+    for a, b in zip(model.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert float32_model(clone) == (clone, None)
+    fmt = "onnx" if _installed("onnx") else "saved_model"  # ONNX refuses a model in another policy
+    (path,) = write_format(serving_model(clone)[0], fmt, RunDir(tmp_path))
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    np.testing.assert_allclose(_run_independently(fmt, path, x), clone.predict(x, verbose=0), atol=1e-5)
+
+
 def test_a_parity_failure_fails_the_export_in_one_line(trained, tmp_path, monkeypatch):
     import cifarx.export
 
