@@ -54,7 +54,8 @@ RUNTIME_PACKAGES = ("onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "openvin
 # with bf16 units: measured on the real CIFAR-10 test split, 0.6% of its top-1 classes then differed
 # from Keras', so the check runs it in f32, as a deployment that needs Keras' answers must.
 RUNTIME_SETTINGS = {"saved_model": {}, "onnx": {"providers": ["CPUExecutionProvider"]},
-                    "litert": {"num_threads": os.cpu_count()}, "openvino": {"device": "CPU", "INFERENCE_PRECISION_HINT": "f32"}}
+                    "litert": {"num_threads": os.cpu_count()},
+                    "openvino": {"device": "CPU", "INFERENCE_PRECISION_HINT": "f32"}}
 
 
 def missing_runtime(fmt: str) -> str | None:
@@ -374,7 +375,8 @@ def write_benchmark(run: RunDir, rows: list[dict], timing) -> None:
     from cifarx.console import print_table
 
     machine = hardware()
-    cpu = f"{machine['cpu']} ({machine['cpu_count']} cores{', ' + ' '.join(machine['cpu_flags']) if machine['cpu_flags'] else ''})"
+    flags = f", {' '.join(machine['cpu_flags'])}" if machine["cpu_flags"] else ""
+    cpu = f"{machine['cpu']} ({machine['cpu_count']} cores{flags})"
     run.write_json("benchmark.json", {"cpu": machine, "timing": OmegaConf.to_container(timing), "rows": rows,
                                       "versions": versions()})
     header, cells = benchmark_table(rows, int(timing.batch_size))
