@@ -135,12 +135,14 @@ def test_the_export_run_records_what_a_deployer_needs(trained, exported):
 def test_float_input_is_rounded_to_the_stored_uint8_inside_the_model(trained, tmp_path):
     tmp, run, _, data, keras_proba = trained
     out = tmp_path / "float"
-    result = run_cli(["export", f"run={run}", "format=saved_model", "input_dtype=float32", f"hydra.run.dir={out}"],
+    fmt = "onnx" if _installed("onnx") else "saved_model"  # onnx: a wrapped model Keras has not called yet
+    result = run_cli(["export", f"run={run}", f"format={fmt}", "input_dtype=float32", f"hydra.run.dir={out}"],
                      cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((out / "export.json").read_text())["input"]["dtype"] == "float32"
+    record = json.loads((out / "export.json").read_text())
+    assert record["input"]["dtype"] == "float32"
     noisy = data.x_test.astype(np.float32) + np.float32(0.3)  # rounds back to the stored pixels
-    proba = _run_independently("saved_model", out / "saved_model", noisy)
+    proba = _run_independently(fmt, out / record["formats"][fmt]["files"][0], noisy)
     np.testing.assert_allclose(proba, keras_proba, atol=1e-5)
 
 
@@ -158,6 +160,53 @@ def test_a_head_that_ends_in_logits_gets_a_softmax():
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(x)))
     assert added and np.allclose(serving.predict(x, verbose=0), expected, atol=1e-6)
     assert serving_model(keras.Model(image, keras.layers.Softmax()(logits)))[1] is False
+
+
+def test_an_exact_gelu_exports_to_onnx(tmp_path):
+    """Keras' exact GELU (airbench's activation) is TensorFlow's Erfc, which tf2onnx cannot convert alone."""
+    if not _installed("onnx"):
+        pytest.skip("onnx's runtime is not installed")
+    import keras
+    import onnxruntime as ort
+
+    from cifarx.commands.export import serving_model, write_format
+    from cifarx.run.rundir import RunDir
+
+    image = keras.Input((4, 4, 3), dtype="uint8")
+    x = keras.layers.Dense(6, activation="gelu")(keras.layers.Rescaling(1 / 64)(image))
+    model = keras.Model(image, keras.layers.Dense(5, activation="softmax")(keras.layers.Flatten()(x)))
+    run = RunDir(tmp_path)
+    (path,) = write_format(serving_model(model)[0], "onnx", run)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0],
+                               model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
+    import keras
+
+    from cifarx.commands.export import float32_model, serving_model, write_format
+    from cifarx.run.rundir import RunDir
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        image = keras.Input((4, 4, 3), dtype="uint8")
+        x = keras.layers.Conv2D(3, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(image))
+        model = keras.Model(image, keras.layers.Dense(5, activation="softmax", dtype="float32")(
+            keras.layers.Flatten()(x)))
+    finally:
+        keras.config.set_dtype_policy(before)
+    clone, trained = float32_model(model)
+    assert trained == "mixed_bfloat16" and {layer.dtype_policy.name for layer in clone.layers} == {"float32"}
+    for a, b in zip(model.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert float32_model(clone) == (clone, None)
+    fmt = "onnx" if _installed("onnx") else "saved_model"  # ONNX refuses a model in another policy
+    (path,) = write_format(serving_model(clone)[0], fmt, RunDir(tmp_path))
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    np.testing.assert_allclose(_run_independently(fmt, path, x), clone.predict(x, verbose=0), atol=1e-5)
 
 
 def test_a_parity_failure_fails_the_export_in_one_line(trained, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ covers what a server would run.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -54,7 +55,8 @@ RUNTIME_PACKAGES = ("onnx", "tf2onnx", "onnxruntime", "ai-edge-litert", "openvin
 # with bf16 units: measured on the real CIFAR-10 test split, 0.6% of its top-1 classes then differed
 # from Keras', so the check runs it in f32, as a deployment that needs Keras' answers must.
 RUNTIME_SETTINGS = {"saved_model": {}, "onnx": {"providers": ["CPUExecutionProvider"]},
-                    "litert": {"num_threads": os.cpu_count()}, "openvino": {"device": "CPU", "INFERENCE_PRECISION_HINT": "f32"}}
+                    "litert": {"num_threads": os.cpu_count()},
+                    "openvino": {"device": "CPU", "INFERENCE_PRECISION_HINT": "f32"}}
 
 
 def missing_runtime(fmt: str) -> str | None:
@@ -99,6 +101,25 @@ def _constants_in_graph(model) -> None:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
+def float32_model(model):
+    """(the model computing in float32, the mixed policy it was trained with, or None). Every
+    exporter wants float32 layers (ONNX refuses others; a bf16 SavedModel differed from Keras' own
+    bf16 answers on 1.5% of images here); variables are float32 under a mixed policy, so the
+    weights carry over unchanged."""
+    import keras
+
+    mixed = sorted({layer.dtype_policy.name for layer in model.layers} - {"float32"})
+    if not mixed:
+        return model, None
+
+    def in_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    clone = keras.models.clone_model(model, clone_function=in_float32, recursive=True)
+    clone.set_weights(model.get_weights())
+    return clone, ",".join(mixed)
+
+
 def serving_model(model, input_dtype: str = "uint8"):
     """(the model to export, whether a softmax was added): ``input_dtype`` images in (float32 are
     clipped to 0..255 and rounded to uint8 first, as the images were stored), probabilities out."""
@@ -111,14 +132,36 @@ def serving_model(model, input_dtype: str = "uint8"):
 
     _constants_in_graph(model)
     probabilities = ends_in_softmax(model)
-    if input_dtype == "uint8" and probabilities:
-        return model, False
-    image = keras.Input(shape=tuple(model.input.shape[1:]), dtype=input_dtype, name="image")
-    x = image if input_dtype == "uint8" else RoundToUint8(name="round_to_uint8")(image)
-    y = model(x)
-    if not probabilities:
-        y = keras.layers.Softmax(dtype="float32", name="probabilities")(y)
-    return keras.Model(image, y, name=f"{model.name}_serving"), not probabilities
+    shape = tuple(model.input.shape[1:])
+    serving = model
+    if input_dtype != "uint8" or not probabilities:
+        image = keras.Input(shape=shape, dtype=input_dtype, name="image")
+        x = image if input_dtype == "uint8" else RoundToUint8(name="round_to_uint8")(image)
+        y = model(x)
+        if not probabilities:
+            y = keras.layers.Softmax(dtype="float32", name="probabilities")(y)
+        serving = keras.Model(image, y, name=f"{model.name}_serving")
+    serving(np.zeros((1, *shape), input_dtype), training=False)  # Keras' ONNX export refuses a model never called
+    return serving, not probabilities
+
+
+@functools.cache
+def _teach_tf2onnx_erfc() -> None:
+    """tf2onnx 1.17 has no converter for TensorFlow's Erfc, which Keras' exact GELU uses (airbench's
+    activation): such a graph came out as an invalid ONNX file. erfc(x) = 1 - erf(x), with ONNX's
+    own Erf (opset >= 9); registered through tf2onnx's handler decorator, once."""
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, dtype=dtype))
+            ctx.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]],
+                                          name=utils.make_name(node.name))
 
 
 @contextmanager
@@ -153,6 +196,8 @@ def write_format(serving, fmt: str, run: RunDir) -> list[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        if fmt == "onnx":
+            _teach_tf2onnx_erfc()
         try:
             with _quiet():
                 serving.export(str(tmp / spec.file), format=spec.keras, verbose=False)
@@ -331,7 +376,8 @@ def write_benchmark(run: RunDir, rows: list[dict], timing) -> None:
     from cifarx.console import print_table
 
     machine = hardware()
-    cpu = f"{machine['cpu']} ({machine['cpu_count']} cores{', ' + ' '.join(machine['cpu_flags']) if machine['cpu_flags'] else ''})"
+    flags = f", {' '.join(machine['cpu_flags'])}" if machine["cpu_flags"] else ""
+    cpu = f"{machine['cpu']} ({machine['cpu_count']} cores{flags})"
     run.write_json("benchmark.json", {"cpu": machine, "timing": OmegaConf.to_container(timing), "rows": rows,
                                       "versions": versions()})
     header, cells = benchmark_table(rows, int(timing.batch_size))
@@ -404,7 +450,9 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
     if cfg.data.root is not None:  # the same images, read from where they are now
         train_cfg.data.root = str(cfg.data.root)
     model_file = source / f"{cfg.checkpoint}.keras"
-    model = load_model(model_file)
+    model, trained_policy = float32_model(load_model(model_file))
+    if trained_policy:
+        log.info("the model trained in %s; it is exported (and checked against Keras) in float32", trained_policy)
     data = load_dataset(train_cfg.data, int(train_cfg.seed))
     pcfg, input_dtype = cfg.parity, str(getattr(cfg.input_dtype, "value", cfg.input_dtype))
     n = len(data.y_test) if pcfg.images is None else min(int(pcfg.images), len(data.y_test))
@@ -441,6 +489,7 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
         "output": {"shape": [-1, data.num_classes], "dtype": "float32",
                    "meaning": "class probabilities (softmax), in class_names.json order"},
         "softmax_added": softmax_added, "backend": keras.backend.backend(),
+        "precision": "float32" + (f" (trained in {trained_policy})" if trained_policy else ""),
         "parity_check": {"split": "test", "images": n, "of": int(len(data.y_test)), "keras_accuracy": keras_accuracy,
                          "min_agreement": float(pcfg.min_agreement), "max_accuracy_gap": float(pcfg.max_accuracy_gap)},
         "formats": {fmt: {k: v for k, v in info.items() if k != "row"} for fmt, info in formats.items()},

@@ -130,8 +130,10 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):  # Keras' export lines
             path = Path(tmp) / "model"
             path.mkdir()  # mlflow.keras.save_model writes the input example before it makes the folder
-            mlflow.keras.save_model(model, str(path), save_exported_model=True, signature=signature, input_example=example,
-                                    pip_requirements=_pins("keras", "tensorflow", "tensorflow-cpu"),  # not inferred: that loads the model in a subprocess
+            # requirements given, not inferred: inferring them loads the model again in a subprocess
+            pins = _pins("keras", "tensorflow", "tensorflow-cpu")
+            mlflow.keras.save_model(model, str(path), save_exported_model=True, signature=signature,
+                                    input_example=example, pip_requirements=pins,
                                     mlflow_model=Model(artifact_path=logged.artifact_location, run_id=self.run_id,
                                                        model_uuid=logged.model_id, model_id=logged.model_id))
             self.client.log_model_artifacts(logged.model_id, str(path))
