@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ZIP = Path(os.environ.get("CIFARX_JPEG_ZIP", "/work/shared/data/cifar10-jpeg.zip"))
+ZIP = os.environ.get("CIFARX_JPEG_ZIP")  # the JPEG copy of CIFAR-10 (a zip of train/<class>/, test/<class>/)
 PHASES = ("load", "list", "decode", "predict", "write")
 
 
@@ -59,7 +59,8 @@ def predict_once(run: str, source: Path, out: Path, extra: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="a train or classic run directory")
-    parser.add_argument("--zip", type=Path, default=ZIP, help=f"the JPEG copy of CIFAR-10 (default {ZIP})")
+    parser.add_argument("--zip", type=Path, default=Path(ZIP) if ZIP else None, required=ZIP is None,
+                        help="the JPEG copy of CIFAR-10 (default: $CIFARX_JPEG_ZIP)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images (a quick check)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=256)
