@@ -48,9 +48,9 @@ def drain(batches) -> int:
 
 def time_feed(kind: str, x, y, batch: int, epochs: int) -> dict:
     """Milliseconds per batch for the feed alone (no model), over ``epochs`` epochs."""
-    from cifarx.data.feed import training_feed
+    from cifarx.data.feed import FeedPlan, training_feed
 
-    feed, feed_epoch, steps = training_feed(x, y, batch, seed=0, first_epoch=0, kind=kind)
+    feed, feed_epoch, steps = training_feed(x, y, FeedPlan(batch, seed=0, kind=kind))
     user0, sys0 = cpu_seconds()
     start = time.perf_counter()
     batches = 0

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from cifarx.training.budget import plan_epochs
+from cifarx.training.budget import BudgetInputs, plan_epochs
 from conftest import compose, write_batches_dir
 
 PLAN = dict(budget=100.0, elapsed=10.0, step=0.5, compile_=2.0, predict_per_image=0.001, steps_per_epoch=10,
@@ -16,7 +16,7 @@ PLAN = dict(budget=100.0, elapsed=10.0, step=0.5, compile_=2.0, predict_per_imag
 
 
 def test_the_plan_fits_what_is_left_after_start_up_evaluation_and_the_reserve():
-    plan = plan_epochs(**PLAN)
+    plan = plan_epochs(BudgetInputs(**PLAN))
     assert plan.epoch_seconds == pytest.approx(10 * 0.5 + 100 * 0.001)  # steps plus the validation pass
     assert plan.eval_seconds == pytest.approx(1.0) and plan.reserve_seconds == pytest.approx(10.0)
     assert plan.epochs == 15  # floor((100 - 10 - 2 - 1 - 10) / 5.1)
@@ -24,11 +24,11 @@ def test_the_plan_fits_what_is_left_after_start_up_evaluation_and_the_reserve():
 
 
 def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
-    capped = plan_epochs(**{**PLAN, "max_epochs": 4})
+    capped = plan_epochs(BudgetInputs(**{**PLAN, "max_epochs": 4}))
     assert capped.epochs == 4 and capped.capped
-    short = plan_epochs(**{**PLAN, "elapsed": 99.0})
+    short = plan_epochs(BudgetInputs(**{**PLAN, "elapsed": 99.0}))
     assert short.epochs == 1 and short.short
-    warm = plan_epochs(**{**PLAN, "elapsed": 99.0, "min_epochs": 3})  # one epoch past a 2-epoch warm-up
+    warm = plan_epochs(BudgetInputs(**{**PLAN, "elapsed": 99.0, "min_epochs": 3}))  # one epoch past a 2-epoch warm-up
     assert warm.epochs == 3 and warm.short
 
 

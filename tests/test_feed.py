@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from cifarx.data.feed import epoch_order, training_feed
+from cifarx.data.feed import FeedPlan, epoch_order, training_feed
 from conftest import run_cli, write_batches_dir
 
 
 def _epoch(kind, x, y, batch, seed, first_epoch, epoch, **options):
     """The (images, labels) batches of ``epoch`` as the feed hands them to ``fit``."""
-    feed, feed_epoch, steps = training_feed(x, y, batch, seed, first_epoch, kind, **options)
+    feed, feed_epoch, steps = training_feed(x, y, FeedPlan(batch, seed, first_epoch, kind, **options))
     feed_epoch.on_epoch_begin(epoch)
     if kind == "tf_data":
         batches = [(np.asarray(a), np.asarray(b)) for a, b in feed]

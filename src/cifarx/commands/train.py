@@ -262,15 +262,15 @@ def _callbacks(setup: TrainSetup, stage: int, epochs: int, append: bool, past: l
 def _fit(setup: TrainSetup, model, stage: int, epochs: tuple[int, int], past: list[float] = ()):
     """``epochs``: (the first epoch to train, the epoch to stop at); ``past``: the monitored metric
     of the epochs already done (a resumed run's history)."""
-    from cifarx.data.feed import training_feed
+    from cifarx.data.feed import FeedPlan, training_feed
 
     cfg, data = setup.cfg, setup.data
     initial_epoch, end = epochs
     augment = cfg.data.augment
-    feed, feed_epoch, steps = training_feed(
-        data.x_train, data.y_train, int(cfg.trainer.batch_size), int(cfg.seed), initial_epoch, str(cfg.trainer.feed),
+    feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, FeedPlan(
+        int(cfg.trainer.batch_size), int(cfg.seed), initial_epoch, str(cfg.trainer.feed),
         alternate_flip=bool(augment.enabled and augment.flip and augment.get("alternate_flip", False)),
-        drop_last=bool(cfg.trainer.get("drop_last", False)))
+        drop_last=bool(cfg.trainer.get("drop_last", False))))
     callbacks, progress = _callbacks(setup, stage, end, append=initial_epoch > 0, past=list(past))
     validation = (data.x_val, data.y_val) if len(data.y_val) else None
     history = model.fit(feed, epochs=end, initial_epoch=initial_epoch, validation_data=validation,

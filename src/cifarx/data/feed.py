@@ -28,6 +28,7 @@ Two options change what an epoch holds, the same way in both feeds:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -152,11 +153,22 @@ def resolve_feed(kind: str) -> str:
     return kind
 
 
-def training_feed(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int,
-                  kind: str = "auto", alternate_flip: bool = False, drop_last: bool = False):
+@dataclass(frozen=True)
+class FeedPlan:
+    """How training batches are cut: their size, the (seed, epoch) order, the feed, and the options."""
+
+    batch_size: int
+    seed: int
+    first_epoch: int = 0  # a resumed run's first epoch: its order is the uninterrupted run's
+    kind: str = "auto"  # trainer.feed: auto | tf_data | python
+    alternate_flip: bool = False  # each epoch flips the images the previous one did not (airbench)
+    drop_last: bool = False  # a partial last batch is left out (one batch shape: one compile)
+
+
+def training_feed(x: np.ndarray, y: np.ndarray, plan: FeedPlan):
     """(what to pass to ``fit``, the callback that keeps it on the right epoch, steps per epoch)."""
-    epoch = _Epoch(seed, len(y), first_epoch, alternate_flip)
-    steps = steps_per_epoch(len(y), batch_size, drop_last)
-    if resolve_feed(kind) == "tf_data":
-        return _tf_dataset(x, y, int(batch_size), epoch, drop_last), FeedEpoch(epoch), steps
-    return EpochBatches(x, y, batch_size, epoch, drop_last), FeedEpoch(epoch), steps
+    epoch = _Epoch(plan.seed, len(y), plan.first_epoch, plan.alternate_flip)
+    steps = steps_per_epoch(len(y), plan.batch_size, plan.drop_last)
+    if resolve_feed(plan.kind) == "tf_data":
+        return _tf_dataset(x, y, int(plan.batch_size), epoch, plan.drop_last), FeedEpoch(epoch), steps
+    return EpochBatches(x, y, plan.batch_size, epoch, plan.drop_last), FeedEpoch(epoch), steps

@@ -30,12 +30,10 @@ def build_model(model_cfg, data_cfg, data, seed: int):
 
     arch = architecture(model_cfg)
     rule = preprocessing_rule(arch, data_cfg)
-    mean = std = None
-    if rule == "zscore":
-        mean, std = channel_stats(data.x_train)
+    stats = channel_stats(data.x_train) if rule == "zscore" else None
     inputs = keras.Input(shape=data.x_train.shape[1:], dtype="uint8", name="image")
-    x = input_pipeline(inputs, normalize=rule, mean=mean, std=std, augment=data_cfg.augment,
-                       seed=seed, imagenet=rule == "imagenet")
+    x = input_pipeline(inputs, normalize=rule, stats=stats, augment=data_cfg.augment, seed=seed,
+                       imagenet=rule == "imagenet")
     sample = None
     if arch.train_sample_size():  # e.g. a whitening stem computed from the data
         sample = preprocessed_sample(inputs, x, data.x_train, arch.train_sample_size(), seed)

@@ -124,9 +124,10 @@ class ScaledBias(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
-def input_pipeline(inputs, *, normalize: str, mean=None, std=None, augment=None, seed=None,
-                   imagenet: bool = False):
-    """Apply cast/normalise and (optional) augmentation to the uint8 input tensor."""
+def input_pipeline(inputs, *, normalize: str, stats=None, augment=None, seed=None, imagenet: bool = False):
+    """Apply cast/normalise and (optional) augmentation to the uint8 input tensor. ``stats``: the
+    training split's per-channel (mean, std), for ``normalize="zscore"``."""
+    mean, std = stats if stats is not None else (None, None)
     if imagenet:
         x = ImageNetPreprocess(name="imagenet_preprocess")(inputs)
     elif normalize == "zscore":

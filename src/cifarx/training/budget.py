@@ -36,10 +36,29 @@ class BudgetPlan:
         return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def plan_epochs(*, budget: float, elapsed: float, step: float, compile_: float, predict_per_image: float,
-                steps_per_epoch: int, val_count: int, eval_images: int, reserve_fraction: float,
-                max_epochs: int, min_epochs: int = 1) -> BudgetPlan:
+@dataclass(frozen=True)
+class BudgetInputs:
+    """What the budget's arithmetic works from: the budget, what was measured, and the run's sizes."""
+
+    budget: float  # trainer.time_budget, seconds
+    elapsed: float  # since the job started, measurement included
+    step: float  # one training step
+    compile_: float  # the first call's extra cost
+    predict_per_image: float
+    steps_per_epoch: int
+    val_count: int
+    eval_images: int  # images the final evaluation predicts (test-time augmentation's views included)
+    reserve_fraction: float  # trainer.time_budget_reserve
+    max_epochs: int  # trainer.epochs caps the choice
+    min_epochs: int = 1  # one past a warm-up (else all warm-up)
+
+
+def plan_epochs(inputs: BudgetInputs) -> BudgetPlan:
     """The arithmetic of the budget, apart from any measuring (so it can be tested exactly)."""
+    budget, elapsed, step, compile_ = inputs.budget, inputs.elapsed, inputs.step, inputs.compile_
+    predict_per_image, steps_per_epoch, val_count = inputs.predict_per_image, inputs.steps_per_epoch, inputs.val_count
+    eval_images, reserve_fraction = inputs.eval_images, inputs.reserve_fraction
+    max_epochs, min_epochs = inputs.max_epochs, inputs.min_epochs
     epoch = steps_per_epoch * step + val_count * predict_per_image
     evaluation = eval_images * predict_per_image
     reserve = reserve_fraction * budget
@@ -85,7 +104,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start)."""
     import keras
 
-    from cifarx.data.feed import steps_per_epoch, training_feed
+    from cifarx.data.feed import FeedPlan, steps_per_epoch, training_feed
     from cifarx.training.backend import eval_batch_size
 
     batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
@@ -93,7 +112,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     steps = max(1, int(trainer_cfg.budget_probe_steps))
     n = min(len(data.y_train), steps * batch)  # an epoch of the probe: `steps` full batches
     steps = max(1, math.ceil(n / batch))
-    feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n], batch, 0, 0, str(trainer_cfg.feed))
+    feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n], FeedPlan(batch, 0, kind=str(trainer_cfg.feed)))
     clock = _epoch_clock()
     probe.fit(feed, epochs=2, callbacks=[feed_epoch, clock], verbose=0, shuffle=False)
     first, step = clock.seconds[0] / steps, clock.seconds[1] / steps  # the first epoch traces and compiles
@@ -106,12 +125,12 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     keras.backend.clear_session()
     n_test, n_val, n_train = len(data.y_test), len(data.y_val), len(data.y_train)
     eval_images = (n_test + n_val) * tta_views + (n_train if trainer_cfg.score_train else 0)
-    plan = plan_epochs(budget=float(trainer_cfg.time_budget), elapsed=time.monotonic() - started,
-                       step=step, compile_=max(0.0, (first - step) * steps), predict_per_image=per_image,
-                       steps_per_epoch=steps_per_epoch(n_train, batch, bool(trainer_cfg.get("drop_last", False))),
-                       val_count=n_val, eval_images=eval_images,
-                       reserve_fraction=float(trainer_cfg.time_budget_reserve), max_epochs=int(trainer_cfg.epochs),
-                       min_epochs=min_epochs)
+    plan = plan_epochs(BudgetInputs(
+        budget=float(trainer_cfg.time_budget), elapsed=time.monotonic() - started,
+        step=step, compile_=max(0.0, (first - step) * steps), predict_per_image=per_image,
+        steps_per_epoch=steps_per_epoch(n_train, batch, bool(trainer_cfg.get("drop_last", False))),
+        val_count=n_val, eval_images=eval_images, reserve_fraction=float(trainer_cfg.time_budget_reserve),
+        max_epochs=int(trainer_cfg.epochs), min_epochs=min_epochs))
     log.info("time budget %.0fs: %.0fs used so far, %.2fs per step, an epoch %.0fs, evaluation %.0fs -> %d epochs%s",
              plan.budget_seconds, plan.elapsed_seconds, plan.step_seconds, plan.epoch_seconds, plan.eval_seconds,
              plan.epochs, f" (trainer.epochs={trainer_cfg.epochs} caps it)" if plan.capped else "")
