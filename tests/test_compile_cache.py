@@ -43,7 +43,7 @@ def test_a_second_run_loads_every_step_from_the_cache_and_no_step_compiles_per_b
     root = write_batches_dir(tmp_path / "data")  # 80 training images after the validation split
     cache = tmp_path / "jax-cache"
     common = [f"data.root={root}", f"data.cache_dir={tmp_path / 'c'}", "model.filters=[4,8,8]", "data=augment",
-              "trainer.epochs=3", "trainer.batch_size=24", f"trainer.compile_cache_dir={cache}", "figures=false"]
+              "trainer.epochs=2", "trainer.batch_size=24", f"trainer.compile_cache_dir={cache}", "figures=false"]
     _jax_cli(["train", *common, f"hydra.run.dir={tmp_path / 'cold'}", "--then",
               "train", *common, "trainer.drop_last=true", f"hydra.run.dir={tmp_path / 'dropped'}", "--then",
               "evaluate", f"run={tmp_path / 'cold'}", f"compile_cache_dir={cache}", f"hydra.run.dir={tmp_path / 'ev'}"],

@@ -49,15 +49,15 @@ def _states(study) -> list[str]:
 
 def test_two_worker_processes_share_one_study_in_a_journal_file(tmp_path, data):
     out = tmp_path / "search"
-    result = run_cli(_args(data, out, "search.n_trials=4", "search.workers=2", "search.pruner=none"),
+    result = run_cli(_args(data, out, "search.n_trials=3", "search.workers=2", "search.pruner=none", epochs=1),
                      cwd=tmp_path, subprocess_=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("cifarx search: study 'simple_cnn_optuna'") == 3  # two workers, then the launcher
     study = _study(out)
-    assert _states(study) == ["COMPLETE"] * 4
+    assert _states(study) == ["COMPLETE"] * 3
     assert {t.user_attrs["worker"]["worker"] for t in study.get_trials()} <= {0, 1}
     summary = json.loads((out / "search.json").read_text())
-    assert summary["counts"]["complete"] == 4 and summary["best"]["value"] == study.best_value
+    assert summary["counts"]["complete"] == 3 and summary["best"]["value"] == study.best_value
     assert summary["best"]["run_dir"] == study.best_trial.user_attrs["run_dir"] == study.user_attrs["best_run_dir"]
     for t in study.get_trials():
         run_dir = Path(t.user_attrs["run_dir"])
