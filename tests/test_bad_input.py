@@ -184,3 +184,24 @@ def test_truncated_tarball(tmp_path):
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     result = run_cli(["data", f"data.root={archive}", f"data.cache_dir={tmp_path / 'c'}"], cwd=tmp_path)
     assert_clean_failure(result, "cannot read archive", tmp_path)
+
+
+@pytest.mark.parametrize(("command", "overrides", "expected"), [
+    ("train", ["trainer.label_smoothing=1.0"], "trainer.label_smoothing=1.0 must be in [0, 1)"),
+    ("train", ["data.augment.shift=0.5"], "data.augment.shift=0.5 must be in [0, 0.5)"),
+    ("train", ["seed=-1"], "seed=-1 must be an integer in [0, 4294967295]"),
+    ("classic", ["features=pixels", "predict_chunk=0"], "predict_chunk=0 must be positive"),
+    ("export", ["run=x", "parity.min_agreement=1.5"], "parity.min_agreement=1.5 must be in (0, 1]"),
+    ("predict", ["run=x", "source=y", "top_k=0"], "top_k=0 must be a positive integer"),
+])
+def test_ranges_live_in_the_schema_and_are_checked_before_anything_else(command, overrides, expected):
+    """Ranges are the schema dataclasses' own (__post_init__): building the typed config refuses a
+    bad value in one line, and pre-flight says so before it looks for runs or files."""
+    from omegaconf import OmegaConf
+
+    from cifarx.config import compose
+    from cifarx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        OmegaConf.to_object(compose(command, overrides))
+    assert_refused_in_preflight(command, overrides, expected)

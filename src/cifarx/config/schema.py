@@ -9,6 +9,7 @@ cifarx.config.validate adds the range checks types cannot express, with one-line
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +17,24 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from cifarx.errors import require
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
+
+
+def _check_seed(seed: int) -> None:
+    require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
+
+
+def _positive(prefix: str, node, keys: tuple[str, ...], nullable: bool = False) -> None:
+    for key in keys:
+        value = getattr(node, key)
+        if nullable and value is None:
+            continue
+        require(value is not None and value > 0,
+                f"{prefix}{key}={value} must be a positive " + ("number or null" if nullable else "integer"))
 
 
 def config_dir() -> Path:
@@ -62,6 +81,9 @@ class AugmentConfig:
     fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
     alternate_flip: bool = False  # with flip: each epoch mirrors exactly the images the one before did not (airbench94)
 
+    def __post_init__(self) -> None:
+        require(0.0 <= self.shift < 0.5, f"data.augment.shift={self.shift} must be in [0, 0.5)")
+
 
 class OtherSizes(StrEnum):
     refuse = "refuse"  # only 32x32 images (CIFAR-10's size)
@@ -80,6 +102,12 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     other_sizes: OtherSizes = OtherSizes.refuse  # image-folder images that are not 32x32: refuse | pad | resize
 
+    def __post_init__(self) -> None:
+        require(0.0 <= self.val_fraction < 1.0, f"data.val_fraction={self.val_fraction} must be in [0, 1)")
+        for key in ("max_train", "max_test"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"data.{key}={value} must be a positive count or null")
+
 
 class LoggerName(StrEnum):
     none = "none"
@@ -97,6 +125,14 @@ class LoggerConfig:
     register_as: Optional[str] = None  # also register the logged model under this name in MLflow's registry
     http_timeout: int = 10
     http_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.name != LoggerName.mlflow:
+            return
+        require(self.http_timeout > 0 and self.http_retries >= 0,
+                f"logger.http_timeout={self.http_timeout} must be > 0 and logger.http_retries={self.http_retries} >= 0")
+        require(not self.register_as or self.log_model,
+                f"logger.register_as={self.register_as} registers the logged model: it needs logger.log_model=true")
 
 
 @dataclass
@@ -126,6 +162,25 @@ class TrainerConfig:
     compile_cache: bool = True  # JAX: keep compiled steps in a per-user cache, so a second run compiles nothing
     compile_cache_dir: Optional[str] = None  # JAX's compilation cache; null: $XDG_CACHE_HOME/cifarx/jax (~/.cache/cifarx/jax)
 
+    def __post_init__(self) -> None:
+        _positive("trainer.", self, ("epochs", "batch_size"))
+        require(self.early_stopping is None or self.early_stopping > 0,
+                f"trainer.early_stopping={self.early_stopping} must be a positive patience or null")
+        require(self.precision in PRECISIONS,
+                f"trainer.precision={self.precision!r} is not one of: {', '.join(PRECISIONS)}")
+        require(self.jit_compile in ("auto", True, False),
+                f"trainer.jit_compile={self.jit_compile!r} is not one of: auto, true, false")
+        for key in ("threads", "inter_op_threads", "cpu_devices", "eval_batch_size"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"trainer.{key}={value} must be positive or null")
+        require(self.time_budget is None or 0 < self.time_budget < math.inf,
+                f"trainer.time_budget={self.time_budget} must be a finite number of seconds > 0, or null (no budget)")
+        for key in ("steps_per_execution", "budget_probe_steps", "checkpoint_every"):
+            require(getattr(self, key) >= 1, f"trainer.{key}={getattr(self, key)} must be >= 1")
+        require(0 <= self.time_budget_reserve < 1,
+                f"trainer.time_budget_reserve={self.time_budget_reserve} must be in [0, 1)")
+        require(0 <= self.label_smoothing < 1, f"trainer.label_smoothing={self.label_smoothing} must be in [0, 1)")
+
 
 @dataclass
 class TrainConfig:
@@ -143,6 +198,9 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
     figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
+
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
 
 
 class SavedModel(StrEnum):
@@ -168,6 +226,10 @@ class EvaluateConfig:
     compile_cache: bool = True  # JAX: reuse the compiled prediction step of earlier runs (trainer.compile_cache)
     compile_cache_dir: Optional[str] = None  # null: $XDG_CACHE_HOME/cifarx/jax (~/.cache/cifarx/jax)
 
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
+        _positive("", self, ("batch_size",))
+
 
 class Scale(StrEnum):
     none = "none"
@@ -183,6 +245,10 @@ class ExtractConfig:
     batch_size: int = 256
     data: DataConfig = MISSING  # with run=, only data.root is read: the run's images, where they are now
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
+        _positive("", self, ("batch_size",))
 
 
 @dataclass
@@ -211,6 +277,14 @@ class ClassicConfig:
     reference_accuracy: Optional[float] = None  # the report's test accuracy for this experiment (compare shows it)
     figures: bool = True  # PNG figures (confusion matrices, curves, misclassified images); ~1 s of matplotlib
 
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
+        require(self.pca is None or self.pca > 0, f"pca={self.pca} must be a positive number of components or null")
+        require(self.max_train is None or self.max_train > 0, f"max_train={self.max_train} must be positive or null")
+        require(self.score_train_max is None or self.score_train_max > 0,
+                f"score_train_max={self.score_train_max} must be positive or null")
+        require(self.predict_chunk > 0, f"predict_chunk={self.predict_chunk} must be positive")
+
 
 class ExportFormat(StrEnum):
     saved_model = "saved_model"  # TensorFlow SavedModel (TF Serving, tf.saved_model.load)
@@ -232,6 +306,12 @@ class ParityConfig:
     max_accuracy_gap: float = 0.001  # |accuracy - Keras' accuracy| allowed (0.001: 0.1 point)
     batch_size: int = 256  # images per call of the exported model
 
+    def __post_init__(self) -> None:
+        require(self.images is None or self.images > 0, f"parity.images={self.images} must be a positive count or null")
+        require(0 < self.min_agreement <= 1, f"parity.min_agreement={self.min_agreement} must be in (0, 1]")
+        require(0 <= self.max_accuracy_gap <= 1, f"parity.max_accuracy_gap={self.max_accuracy_gap} must be in [0, 1]")
+        _positive("parity.", self, ("batch_size",))
+
 
 @dataclass
 class TimingConfig:
@@ -239,6 +319,10 @@ class TimingConfig:
     calls: int = 100  # timed batch-1 calls: median and p90 latency
     batch_size: int = 256  # images per call for throughput
     batches: int = 8  # timed calls of batch_size images: throughput in images/s
+
+    def __post_init__(self) -> None:
+        _positive("timing.", self, ("calls", "batch_size", "batches"))
+        require(self.warmup >= 0, f"timing.warmup={self.warmup} must be >= 0")
 
 
 @dataclass
@@ -273,12 +357,21 @@ class PredictConfig:
     trust_pipeline: bool = False  # classic runs: unpickle a pipeline cifarx did not sign on this machine
     seed: int = 42  # recorded with the run (prediction itself draws nothing at random)
 
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
+        _positive("", self, ("batch_size", "top_k"))
+        for key in ("contact_sheet", "show"):
+            require(getattr(self, key) >= 0, f"{key}={getattr(self, key)} must be 0 or more")
+
 
 @dataclass
 class DataStatsConfig:
     data: DataConfig = MISSING
     samples_per_class: int = 8
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
 
 
 def register_configs() -> None:

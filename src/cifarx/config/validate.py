@@ -1,21 +1,19 @@
-"""Each command's validator: what the schemas in cifarx.config.schema cannot express (ranges, files that
-must exist, settings that only make sense together). Raises ConfigError with one line naming the
-bad value. A group that builds an object (model, schedule) checks its own ranges where it is built
-(cifarx.config.build); the train validator builds them once to run those checks."""
+"""Each command's validator: what the schemas cannot express (files and runs that must exist,
+settings that only make sense together). Ranges live in the schemas themselves (the dataclasses'
+``__post_init__`` in cifarx.config.schema), checked by building the typed config once
+(:func:`check_ranges`). Raises ConfigError with one line naming the bad value. A group that builds
+an object (model, schedule) checks its own ranges where it is built (cifarx.config.build); the
+train validator builds them once to run those checks."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from cifarx.config.schema import Checkpoint, DataConfig, LoggerName, Scale
 from cifarx.errors import ConfigError, require
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's limit for a seed
 
 
 def keys_outside_schema(node, prefix: str = "") -> list[str]:
@@ -33,8 +31,20 @@ def keys_outside_schema(node, prefix: str = "") -> list[str]:
     return found
 
 
+def check_ranges(cfg: DictConfig) -> None:
+    """Every range the schemas declare: the typed config built once (OmegaConf.to_object runs each
+    dataclass's ``__post_init__``). A required value not given (``???``) is left to the command's
+    validator, which names it."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        OmegaConf.to_object(cfg)
+    except MissingMandatoryValue:
+        return
+
+
 def validate_common(cfg: DictConfig) -> None:
-    """Every command: no undeclared keys, a usable seed, a reachable tracker."""
+    """Every command: no undeclared keys, the schemas' ranges, a reachable tracker."""
     extra = keys_outside_schema(cfg)
     if extra:
         from cifarx.config.suggest import closest, config_paths
@@ -42,15 +52,9 @@ def validate_common(cfg: DictConfig) -> None:
         match = closest(extra[0], [k for k in config_paths(cfg) if k not in extra])
         raise ConfigError(f"unknown config key '{extra[0]}'" + (f"; did you mean {match}?" if match else
                           " (check the spelling; `--cfg job` shows every key)"))
-    seed = cfg.get("seed")
-    if seed is not None:
-        require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
+    check_ranges(cfg)
     logger = cfg.get("logger")
     if logger is not None and logger.name == LoggerName.mlflow:
-        require(logger.http_timeout > 0 and logger.http_retries >= 0,
-                f"logger.http_timeout={logger.http_timeout} must be > 0 and logger.http_retries={logger.http_retries} >= 0")
-        require(not logger.get("register_as") or logger.log_model,
-                f"logger.register_as={logger.register_as} registers the logged model: it needs logger.log_model=true")
         from cifarx.tracking import require_mlflow
 
         require_mlflow()
@@ -61,11 +65,6 @@ def validate_data(data: DataConfig | DictConfig) -> None:
         require(Path(str(data.root)).expanduser().exists(),
                 f"data.root='{data.root}' does not exist (give a cifar-10-batches-py directory, "
                 "cifar-10-python.tar.gz, an image folder with train/ and test/, or a .zip of one)")
-    require(0.0 <= data.val_fraction < 1.0, f"data.val_fraction={data.val_fraction} must be in [0, 1)")
-    for key in ("max_train", "max_test"):
-        value = data[key]
-        require(value is None or value > 0, f"data.{key}={value} must be a positive count or null")
-    require(0.0 <= data.augment.shift < 0.5, f"data.augment.shift={data.augment.shift} must be in [0, 0.5)")
 
 
 def validate_data_command(cfg: DictConfig) -> None:
@@ -82,7 +81,6 @@ def validate_evaluate(cfg: DictConfig) -> None:
 
     require(not OmegaConf.is_missing(cfg, "run"),
             "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
-    require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     _existing("data.root", cfg.data.root)
 
@@ -92,7 +90,6 @@ def validate_extract(cfg: DictConfig) -> None:
 
     require((cfg.run is None) != (cfg.model_path is None),
             "give exactly one of run=<train run dir> or model_path=<file.keras>")
-    require(cfg.batch_size > 0, f"batch_size={cfg.batch_size} must be a positive integer")
     if cfg.run is not None:
         require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
     else:
@@ -109,14 +106,6 @@ def validate_export(cfg: DictConfig) -> None:
 
     require(not OmegaConf.is_missing(cfg, "run"),
             "no run given: `cifarx export run=<train run dir> format=onnx` (run directories are under outputs/train/)")
-    p, t = cfg.parity, cfg.timing
-    require(p.images is None or p.images > 0, f"parity.images={p.images} must be a positive count or null")
-    require(0 < p.min_agreement <= 1, f"parity.min_agreement={p.min_agreement} must be in (0, 1]")
-    require(0 <= p.max_accuracy_gap <= 1, f"parity.max_accuracy_gap={p.max_accuracy_gap} must be in [0, 1]")
-    for key, value in (("parity.batch_size", p.batch_size), ("timing.calls", t.calls),
-                       ("timing.batch_size", t.batch_size), ("timing.batches", t.batches)):
-        require(value > 0, f"{key}={value} must be a positive integer")
-    require(t.warmup >= 0, f"timing.warmup={t.warmup} must be >= 0")
     formats = chosen_formats(cfg)
     if len(formats) == 1:  # format=all skips (and names) what is not installed
         problem = missing_runtime(formats[0])
@@ -134,11 +123,6 @@ def validate_classic(cfg: DictConfig) -> None:
 
     check_tree(cfg.clf.estimator, "clf.estimator")
     require(not OmegaConf.is_missing(cfg, "features"), f"no features given: {EXTRACT_FIRST}")
-    require(cfg.pca is None or cfg.pca > 0, f"pca={cfg.pca} must be a positive number of components or null")
-    require(cfg.max_train is None or cfg.max_train > 0, f"max_train={cfg.max_train} must be positive or null")
-    require(cfg.score_train_max is None or cfg.score_train_max > 0,
-            f"score_train_max={cfg.score_train_max} must be positive or null")
-    require(cfg.predict_chunk > 0, f"predict_chunk={cfg.predict_chunk} must be positive")
     require(not (cfg.scale == Scale.standard and "StandardScaler" in str(cfg.clf.estimator)),
             f"clf={cfg.clf.name} already standardises its features (a StandardScaler in clf.estimator); "
             "scale=standard would do it twice: leave scale=none")
@@ -159,30 +143,8 @@ def validate_predict(cfg: DictConfig) -> None:
             "source=<images>` (run directories are under outputs/train/ and outputs/classic/)")
     require(not OmegaConf.is_missing(cfg, "source"), "no source given: `cifarx predict run=<run dir> source=<an image, "
             "a folder, a .zip, a glob such as 'photos/*.jpg' or a .txt list of paths>`")
-    for key in ("batch_size", "top_k"):
-        require(cfg[key] > 0, f"{key}={cfg[key]} must be a positive integer")
-    for key in ("contact_sheet", "show"):
-        require(cfg[key] >= 0, f"{key}={cfg[key]} must be 0 or more")
     info = describe_run(cfg.run, str(cfg.checkpoint))
     check_source(str(cfg.source), str(cfg.data.other_sizes or info.other_sizes))
-
-
-def _validate_trainer(t) -> None:
-    require(t.epochs > 0, f"trainer.epochs={t.epochs} must be a positive integer")
-    require(t.batch_size > 0, f"trainer.batch_size={t.batch_size} must be a positive integer")
-    require(t.early_stopping is None or t.early_stopping > 0,
-            f"trainer.early_stopping={t.early_stopping} must be a positive patience or null")
-    require(t.precision in PRECISIONS, f"trainer.precision={t.precision!r} is not one of: {', '.join(PRECISIONS)}")
-    require(t.jit_compile in ("auto", True, False),
-            f"trainer.jit_compile={t.jit_compile!r} is not one of: auto, true, false")
-    for key in ("threads", "inter_op_threads", "cpu_devices", "eval_batch_size"):
-        require(t[key] is None or t[key] > 0, f"trainer.{key}={t[key]} must be positive or null")
-    require(t.time_budget is None or 0 < t.time_budget < math.inf,
-            f"trainer.time_budget={t.time_budget} must be a finite number of seconds > 0, or null (no budget)")
-    for key in ("steps_per_execution", "budget_probe_steps", "checkpoint_every"):
-        require(t[key] >= 1, f"trainer.{key}={t[key]} must be >= 1")
-    require(0 <= t.time_budget_reserve < 1, f"trainer.time_budget_reserve={t.time_budget_reserve} must be in [0, 1)")
-    require(0 <= t.label_smoothing < 1, f"trainer.label_smoothing={t.label_smoothing} must be in [0, 1)")
 
 
 def check_optimizer(opt_cfg) -> None:
@@ -219,7 +181,7 @@ def validate_train_config(cfg: DictConfig) -> None:
     each other."""
     from cifarx.config.build import instantiate
 
-    _validate_trainer(cfg.trainer)
+    check_ranges(cfg)  # also here: a resume checks its run's saved config with this alone
     validate_data(cfg.data)
     architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
     architecture.check_run(cfg)
