@@ -8,10 +8,8 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, write_batches_dir
+from helpers import free_port, wait_for_health
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -304,12 +303,6 @@ def test_export_help_explains_every_key(tmp_path):
     assert rows and [r[0] for r in rows if len(r) < 4] == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_logged_mlflow_model_is_served_with_keras_answers(trained):
     tmp, run, uri, data, keras_proba = trained
     metrics = json.loads((run / "metrics.json").read_text())
@@ -322,22 +315,13 @@ def test_the_logged_mlflow_model_is_served_with_keras_answers(trained):
     assert info.signature.inputs.to_dict()[0]["tensor-spec"] == {"dtype": "uint8", "shape": (-1, 32, 32, 3)}
     assert info.saved_input_example_info["type"] == "ndarray"
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{REGISTERED}/1",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)], env=env,
                               cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow models serve did not start: {server.stderr.read().decode()[-1500:]}"
-                                if server.poll() is not None else "mlflow models serve did not answer in 120 s")
-                time.sleep(0.3)
+        wait_for_health(f"http://127.0.0.1:{port}", server, 120, "mlflow models serve")
         images = data.x_test[:3]
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
                                          data=json.dumps({"inputs": images.tolist()}).encode(),

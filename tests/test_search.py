@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import run_cli, write_batches_dir
+from helpers import free_port
 
 optuna = pytest.importorskip("optuna", minversion="4")
 
@@ -211,12 +212,6 @@ def test_the_space_file_maps_to_optuna_distributions():
 # --------------------------------------------------------------------------- a real PostgreSQL server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def postgres():
     """A throw-away PostgreSQL server on a free localhost port; yields a database URL."""
@@ -235,7 +230,7 @@ def postgres():
             shutil.rmtree(root)
             pytest.skip("running as root, and there is no 'postgres' user to run PostgreSQL as")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def pg(*args, check=True):
         return subprocess.run([*as_postgres, *args], capture_output=True, text=True, check=check, timeout=120)

@@ -6,11 +6,8 @@ import csv
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import yaml
 
 from cifarx.errors import CommandExit
 from conftest import compose, run_cli, write_batches_dir
+from helpers import free_port, wait_for_health
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -187,32 +185,17 @@ def test_a_sweep_is_a_parent_run_with_one_child_per_job(tmp_path, data, store):
 
 # -- a real tracking server over HTTP ----------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, migrated_db):
     db = tmp_path / "server.db"
     shutil.copy(migrated_db, db)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination",
                              str(tmp_path / "served"), "--workers", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("mlflow server did not start")
-            time.sleep(0.3)
+    wait_for_health(url, proc, 60, "mlflow server")
     yield url, proc
     proc.terminate()
     proc.wait(timeout=30)
@@ -255,7 +238,7 @@ def test_an_unreachable_store_at_start_fails_in_one_line_before_anything_is_writ
     root, cache = data
     out = tmp_path / "run"
     result = run_cli(["train", f"data.root={root}", f"data.cache_dir={cache}", "trainer.epochs=1",
-                      *_logger(f"http://127.0.0.1:{_free_port()}"), "logger.http_retries=0", "logger.http_timeout=2",
+                      *_logger(f"http://127.0.0.1:{free_port()}"), "logger.http_retries=0", "logger.http_timeout=2",
                       f"hydra.run.dir={out}"], cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

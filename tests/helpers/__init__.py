@@ -165,3 +165,34 @@ def _restore_log_handlers(before: dict) -> None:
         logger.handlers[:] = kept
         logger.setLevel(old_level)
         logger.disabled = old_disabled
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, proc, seconds: float, what: str) -> None:
+    """Until ``url``/health answers; the test fails, saying why, if ``proc`` exits or ``seconds`` pass."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode()[-1500:] if proc.stderr else ""
+                pytest.fail(f"{what} exited before it answered: {err}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"{what} did not answer in {seconds:.0f} s")
+            time.sleep(0.3)
