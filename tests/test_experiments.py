@@ -35,3 +35,19 @@ def test_a_classic_experiment_passes_preflight(name, data):
     root, cache = data
     assert preflight("classic", [f"experiment={name}", "features=pixels", f"data.root={root}",
                                  f"data.cache_dir={cache}"]) is None
+
+
+def test_every_command_shares_conf_common():
+    """Hydra's settings (run folders, logs, help, the sweep summary) and the seed are written once, in
+    conf/common.yaml: every command's primary config takes them from there, none repeats them."""
+    import yaml
+
+    from cifarx.commands import COMMANDS
+
+    for name, command in COMMANDS.items():
+        if not command.hydra:
+            continue
+        text = (REPO / "conf" / f"{name}.yaml").read_text()
+        defaults = yaml.safe_load(text)["defaults"]
+        assert "common" in defaults, name
+        assert "override hydra/" not in text and "\nseed:" not in text, name

@@ -335,6 +335,10 @@ class ExportConfig:
     parity: ParityConfig = field(default_factory=ParityConfig)
     timing: TimingConfig = field(default_factory=TimingConfig)
     data: MovedData = field(default_factory=MovedData)  # data.root: the run's images, where they are now
+    seed: int = 42  # recorded with the run (export and its checks draw nothing at random)
+
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
 
 
 @dataclass
