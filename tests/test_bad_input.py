@@ -205,3 +205,18 @@ def test_ranges_live_in_the_schema_and_are_checked_before_anything_else(command,
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         OmegaConf.to_object(compose(command, overrides))
     assert_refused_in_preflight(command, overrides, expected)
+
+
+def test_a_required_value_inside_a_group_is_named():
+    """A ??? left inside a group (an experiment file that forgot a value) is named in one line, not
+    passed over: the ranges are still checked."""
+    from omegaconf import OmegaConf
+
+    from cifarx.config import compose
+    from cifarx.config.validate import check_ranges
+    from cifarx.errors import ConfigError
+
+    cfg = compose("train", [])
+    OmegaConf.update(cfg, "trainer.epochs", "???")
+    with pytest.raises(ConfigError, match=r"trainer.epochs has no value"):
+        check_ranges(cfg)

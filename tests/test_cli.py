@@ -110,9 +110,14 @@ def test_a_library_caller_s_config_is_validated_and_a_cli_job_s_once(tmp_path, m
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert calls == ["data"]  # pre-flight's; the job's was skipped
+    calls.clear()  # a config Hydra composes from elsewhere (-cn/-cd, a rerun) was not pre-flighted: the job checks it
+    result = run_cli(["data", "-cn", "data", f"data.root={tmp_path / 'd'}", f"data.cache_dir={tmp_path / 'c'}",
+                      f"hydra.run.dir={tmp_path / 'run2'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["data", "data"]
     with pytest.raises(CommandExit) as stop:  # a library caller's bad config is refused by run_command itself
         run_command("data", lambda cfg, run: {}, compose("data", ["data.root=missing"]), run_dir=tmp_path / "lib")
-    assert "data.root='missing' does not exist" in stop.value.message and calls == ["data", "data"]
+    assert "data.root='missing' does not exist" in stop.value.message and calls == ["data", "data", "data"]
 
 
 def test_tilde_and_home_expand_in_path_values(tmp_path):

@@ -28,6 +28,8 @@ from cifarx.run.lifecycle import register_resolvers
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
+# Hydra flags that compose another config than the one pre-flight checked: its job validates itself.
+_OTHER_CONFIG_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun"}
 # Exit statuses: 0 done, 1 a bug (a traceback), 2 a user error (one line), 3 done but some inputs were left
 # out (errors.EXIT_PARTIAL: predict's skipped.csv), 130 interrupted.
 
@@ -38,15 +40,16 @@ def fail(command: str | None, message: str, code: int = 2) -> int:
     return code
 
 
-def _task_for(command: str) -> Callable:
+def _task_for(command: str, preflighted: bool = False) -> Callable:
     """The Hydra task of ``command``. Launchers that run jobs in other processes (joblib,
     submitit) unpickle it there, importing this module: which registers cifarx's resolvers
-    (see the end of this file) before Hydra resolves a job's output directory."""
+    (see the end of this file) before Hydra resolves a job's output directory. ``preflighted``:
+    cli._main checked exactly the config Hydra will compose, so the job need not check it again."""
 
     def task(cfg):
         from cifarx.run.lifecycle import run_command
 
-        return run_command(command, load(COMMANDS[command].target), cfg, preflighted=True)  # by cli._main
+        return run_command(command, load(COMMANDS[command].target), cfg, preflighted=preflighted)
 
     task.__name__ = command
     return task
@@ -156,7 +159,9 @@ def _run_hydra_command(name: str, rest: list[str], started: float) -> int:
     sys.argv = [f"cifarx {name}", *rest]
     try:
         with full_disk_past_hydra():
-            hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(_task_for(name))()
+            checked = not inspecting and not any(a.split("=", 1)[0] in _OTHER_CONFIG_FLAGS for a in rest)
+            task = _task_for(name, preflighted=checked)
+            hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(task)()
     except NoSpace as full:  # Hydra's own writes (the run directory, .hydra/, the log) met a full disk
         return fail(name, no_space_before_task(name, full, run_dir, own=not inspecting and not multirun,
                                                sweep=multirun and not inspecting))

@@ -37,6 +37,7 @@ class TrainSetup:
     compiles: Any  # cifarx.training.compile_cache.CompileLog
     phases: Any  # cifarx.training.phases.RunPhases
     monitor: str | None  # val_accuracy; None without a validation split (no best.keras: the last is scored)
+    checkpointed: bool  # a resume whose last.keras holds the model to continue
     checkpoint: Any = None  # the AtomicCheckpoint both stages write through
 
     def new_model(self):
@@ -136,21 +137,18 @@ def prepare(cfg: DictConfig, run: RunDir, started: float, compiles) -> TrainSetu
     return TrainSetup(cfg=cfg, run=run, data=data, schedule=instantiate(cfg.schedule, "schedule"), scope=scope,
                       replicas=replicas, steps=steps, steps_per_execution=steps_per_execution, devices=devices,
                       started=started, compiles=compiles, phases=RunPhases(started, compiles),
-                      monitor="val_accuracy" if len(data.y_val) else None)
-
-
-def _resuming_from_checkpoint(setup: TrainSetup) -> bool:
-    return setup.cfg.get("resume") is not None and setup.run.file("last.keras").exists()
+                      monitor="val_accuracy" if len(data.y_val) else None,
+                      checkpointed=cfg.get("resume") is not None and run.file("last.keras").exists())
 
 
 def _fit_budget(setup: TrainSetup):
     """``trainer.time_budget``: the epochs that fit, chosen on a measured model (a resumed run keeps
     the epochs it chose)."""
-    if setup.cfg.trainer.get("time_budget") is None or _resuming_from_checkpoint(setup):
+    if setup.cfg.trainer.get("time_budget") is None or setup.checkpointed:
         return None
     from cifarx.training.budget import fit_to_budget
 
-    return fit_to_budget(setup.cfg, setup.run, setup.data, setup.new_model, setup.started)
+    return fit_to_budget(setup.cfg, setup.run, setup.data, setup.new_model, setup.started, setup.schedule.warmup())
 
 
 def _prepare_model(setup: TrainSetup):
@@ -159,7 +157,7 @@ def _prepare_model(setup: TrainSetup):
     from cifarx.models import load_model, preprocessing_rule
 
     cfg, run = setup.cfg, setup.run
-    if _resuming_from_checkpoint(setup):
+    if setup.checkpointed:
         with setup.scope():
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
     else:  # a new run, or one killed before its first checkpoint: it starts from epoch 0 in place
@@ -185,7 +183,7 @@ def _progress(setup: TrainSetup, model) -> Progress:
     from cifarx.training.callbacks import AtomicCheckpoint
 
     cfg, run, monitor = setup.cfg, setup.run, setup.monitor
-    resuming, checkpointed = cfg.get("resume") is not None, _resuming_from_checkpoint(setup)
+    resuming, checkpointed = cfg.get("resume") is not None, setup.checkpointed
     if resuming:
         reconcile_history(run.path)  # drop history rows past what last.keras holds (a kill between)
     history = read_history(run.file("history.csv")) if checkpointed else {}
@@ -267,7 +265,7 @@ def _fit(setup: TrainSetup, model, stage: int, epochs: tuple[int, int], past: li
     cfg, data = setup.cfg, setup.data
     initial_epoch, end = epochs
     augment = cfg.data.augment
-    feed, feed_epoch, steps = training_feed(data.x_train, data.y_train, FeedPlan(
+    feed, feed_epoch, _ = training_feed(data.x_train, data.y_train, FeedPlan(
         int(cfg.trainer.batch_size), int(cfg.seed), initial_epoch, str(cfg.trainer.feed),
         alternate_flip=bool(augment.enabled and augment.flip and augment.get("alternate_flip", False)),
         drop_last=bool(cfg.trainer.get("drop_last", False))))

@@ -28,13 +28,10 @@ def _check_seed(seed: int) -> None:
     require(0 <= int(seed) <= SEED_MAX, f"seed={seed} must be an integer in [0, {SEED_MAX}]")
 
 
-def _positive(prefix: str, node, keys: tuple[str, ...], nullable: bool = False) -> None:
+def _positive(prefix: str, node, keys: tuple[str, ...]) -> None:
     for key in keys:
         value = getattr(node, key)
-        if nullable and value is None:
-            continue
-        require(value is not None and value > 0,
-                f"{prefix}{key}={value} must be a positive " + ("number or null" if nullable else "integer"))
+        require(value is not None and value > 0, f"{prefix}{key}={value} must be a positive integer")
 
 
 def config_dir() -> Path:

@@ -39,8 +39,11 @@ def check_ranges(cfg: DictConfig) -> None:
 
     try:
         OmegaConf.to_object(cfg)
-    except MissingMandatoryValue:
-        return
+    except MissingMandatoryValue as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        if key and "." not in key:  # run=, source=, features=: the command's validator says what to give
+            return
+        raise ConfigError(f"{key or 'a key'} has no value (??? in its config file): give {key or 'it'}=...") from None
 
 
 def validate_common(cfg: DictConfig) -> None:
@@ -181,7 +184,6 @@ def validate_train_config(cfg: DictConfig) -> None:
     each other."""
     from cifarx.config.build import instantiate
 
-    check_ranges(cfg)  # also here: a resume checks its run's saved config with this alone
     validate_data(cfg.data)
     architecture, schedule = instantiate(cfg.model, "model"), instantiate(cfg.schedule, "schedule")
     architecture.check_run(cfg)

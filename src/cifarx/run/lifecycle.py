@@ -96,13 +96,6 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def _no_space(exc: BaseException) -> OSError | None:
-    """The full-disk error behind ``exc`` (a library may wrap it), or None."""
-    from cifarx.run.atomic_io import no_space
-
-    return no_space(exc)
-
-
 def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,
                 run_dir: str | os.PathLike | None = None, preflighted: bool = False) -> Any:
     """Run ``fn(cfg, run)`` inside a run directory that this process owns and that records its
@@ -168,7 +161,9 @@ class _Attempt:
         except Exception as exc:
             if self.resuming and not self.run.begun:  # a bug, not the run's fault: it stays exactly as it was
                 raise
-            full = _no_space(exc)
+            from cifarx.run.atomic_io import no_space
+
+            full = no_space(exc)  # the full-disk error behind exc (a library may wrap it), or None
             if full:
                 return self.refuse(self._out_of_space(full))
             _record(self.run, "failed", error=one_line(f"{type(exc).__name__}: {exc}"), traceback=traceback.format_exc())

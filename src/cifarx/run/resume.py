@@ -73,7 +73,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
     Reads, never writes: a refused resume leaves the run exactly as it was."""
     from cifarx.config.schema import TrainConfig
-    from cifarx.config.validate import validate_train_config
+    from cifarx.config.validate import check_ranges, validate_train_config
     from cifarx.run.layout import CONFIG_FILE, STATUS_FILE
 
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
@@ -92,6 +92,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         elif key == "resume_new_data":
             saved.resume_new_data = value.strip().lower() in ("true", "1", "yes")
     saved.resume = str(run_dir)
+    check_ranges(saved)  # the ranges validate_common checks for a new run
     validate_train_config(saved)
     from cifarx.run.history import checkpoint_stopped
     from cifarx.run.rundir import read_history

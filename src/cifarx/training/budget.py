@@ -140,18 +140,18 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     return plan
 
 
-def fit_to_budget(cfg, run, data, build_compiled, started: float) -> BudgetPlan:
+def fit_to_budget(cfg, run, data, build_compiled, started: float, warmup_epochs: int = 0) -> BudgetPlan:
     """Measure ``build_compiled()``'s model, choose ``trainer.epochs`` for ``trainer.time_budget``,
-    and record the choice in the run's config.yaml (resume and evaluate see the length) and tracker."""
+    and record the choice in the run's config.yaml (resume and evaluate see the length) and tracker.
+    ``warmup_epochs``: the schedule's warm-up, which the budget trains past by at least one epoch."""
     import keras
     import numpy as np
     from omegaconf import OmegaConf, read_write
 
-    from cifarx.config.build import instantiate
     from cifarx.evaluation import tta_views
 
     views = len(tta_views(np.zeros((1, 4, 4, 1), np.float32), str(cfg.tta)))
-    min_epochs = instantiate(cfg.schedule, "schedule").warmup() + 1  # at least one epoch past the warm-up
+    min_epochs = warmup_epochs + 1  # at least one epoch past the warm-up
     plan = measure_and_plan(build_compiled, data, cfg.trainer, views, started, min_epochs)
     with read_write(cfg):
         cfg.trainer.epochs = plan.epochs
