@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 
-def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for a package whose public names (``table``: name -> submodule)
-    live in its submodules."""
+def lazy_exports(package: str, modules: dict[str, list[str]]) -> tuple[list[str], Callable[[str], Any],
+                                                                     Callable[[], list[str]]]:
+    """``__all__``, ``__getattr__`` and ``__dir__`` for a package whose public names live in its
+    submodules (``modules``: submodule -> the names it offers)."""
+    table = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name not in table:
@@ -20,4 +22,4 @@ def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], A
     def __dir__() -> list[str]:
         return sorted(table)
 
-    return __getattr__, __dir__
+    return sorted(table), __getattr__, __dir__

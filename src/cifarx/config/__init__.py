@@ -1,31 +1,14 @@
-"""From argv to a checked config: the schemas and their ranges, composing, pre-flight, building ``_target_`` objects, and the words for what went wrong."""
+"""From argv to a checked config: the schemas and their ranges, composing, pre-flight, building
+``_target_`` objects, and the words for what went wrong."""
 
 from cifarx.lazy import lazy_exports
 
-_PUBLIC = {
-    "compose": "schema",
-    "config_dir": "schema",
-    "register_configs": "schema",
-    "TrainConfig": "schema",
-    "TTA": "schema",
-    "instantiate": "build",
-    "check_tree": "build",
-    "check_arguments": "build",
-    "target_of": "build",
-    "preflight": "preflight",
-    "preflight_sweep": "preflight",
-    "sweep_variants": "preflight",
-    "validate_common": "validate",
-    "validate_train_config": "validate",
-    "command_groups": "groups",
-    "command_conf": "groups",
-    "groups_help": "groups",
-    "closest": "suggest",
-    "known_keys": "suggest",
-    "split_overrides": "overrides",
-    "expand_paths": "overrides",
-    "hydra_quote": "overrides",
-    "unquote": "overrides",
-}
-__all__ = sorted(_PUBLIC)
-__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "schema": ["compose", "config_dir", "register_configs", "TrainConfig", "TTA"],
+    "build": ["instantiate", "check_tree", "check_arguments", "target_of"],
+    "preflight": ["preflight", "preflight_sweep", "sweep_variants"],
+    "validate": ["validate_common", "validate_train_config"],
+    "groups": ["command_groups", "command_conf", "groups_help"],
+    "suggest": ["closest", "known_keys"],
+    "overrides": ["split_overrides", "expand_paths", "hydra_quote", "unquote"],
+})

@@ -1,29 +1,14 @@
-"""A run directory and its lifecycle: paths and atomic writes, the lock, status and records, the history of epochs, resuming, and the begin -> command -> status wrapper every command runs in."""
+"""A run directory and its lifecycle: paths and atomic writes, the lock, status and records, the
+history of epochs, resuming, and the begin -> command -> status wrapper every command runs in."""
 
 from cifarx.lazy import lazy_exports
 
-_PUBLIC = {
-    "RunDir": "rundir",
-    "atomic_path": "rundir",
-    "hardware": "rundir",
-    "package_versions": "rundir",
-    "read_json": "atomic_io",
-    "read_record": "atomic_io",
-    "write_json_atomic": "atomic_io",
-    "write_bytes_atomic": "atomic_io",
-    "require_run": "checks",
-    "check_keras_file": "checks",
-    "effective_status": "checks",
-    "resume_hint": "checks",
-    "read_history": "history",
-    "reconcile_history": "history",
-    "run_command": "lifecycle",
-    "register_resolvers": "lifecycle",
-    "import_keras_quietly": "lifecycle",
-    "claim_run_dir": "ownership",
-    "release_run_dir": "ownership",
-    "resume_config": "resume",
-    "stage_ends": "resume",
-}
-__all__ = sorted(_PUBLIC)
-__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "rundir": ["RunDir", "atomic_path", "hardware", "package_versions"],
+    "atomic_io": ["read_json", "read_record", "write_json_atomic", "write_bytes_atomic"],
+    "checks": ["require_run", "check_keras_file", "effective_status", "resume_hint"],
+    "history": ["read_history", "reconcile_history"],
+    "lifecycle": ["run_command", "register_resolvers", "import_keras_quietly"],
+    "ownership": ["claim_run_dir", "release_run_dir"],
+    "resume": ["resume_config", "stage_ends"],
+})

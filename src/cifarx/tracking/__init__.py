@@ -2,18 +2,9 @@
 
 from cifarx.lazy import lazy_exports
 
-_PUBLIC = {
-    "Tracker": "run",
-    "require_mlflow": "store",
-    "connect": "store",
-    "start_sweep": "sweep",
-    "finish_sweep": "sweep",
-    "search_parent": "sweep",
-    "finish_search_parent": "sweep",
-    "connect_for": "hooks",
-    "start_for": "hooks",
-    "end_for": "hooks",
-    "recorded_store": "hooks",
-}
-__all__ = sorted(_PUBLIC)
-__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "run": ["Tracker"],
+    "store": ["require_mlflow", "connect"],
+    "sweep": ["start_sweep", "finish_sweep", "search_parent", "finish_search_parent"],
+    "hooks": ["connect_for", "start_for", "end_for", "recorded_store"],
+})
