@@ -60,11 +60,17 @@ def predict_proba(model, x: np.ndarray, batch_size: int, tta: str = "none",
     from cifarx.console import progress
 
     views = tta_views(np.asarray(x), tta)
-    total = None
     with progress(description, len(x) * len(views)) if description else nullcontext() as advance:
-        for weight, view in views:
-            p = weight * predict_in_full_batches(model, view, batch_size, advance).astype(np.float64)
-            total = p if total is None else total + p
+        return average_views(lambda view: predict_in_full_batches(model, view, batch_size, advance), views)
+
+
+def average_views(predict: Callable[[np.ndarray], np.ndarray], views) -> np.ndarray:
+    """The weighted mean of ``predict``'s probabilities over test-time augmentation ``views``
+    (:func:`tta_views`), in float64."""
+    total = None
+    for weight, view in views:
+        part = weight * np.asarray(predict(view), dtype=np.float64)
+        total = part if total is None else total + part
     return total
 
 

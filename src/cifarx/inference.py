@@ -180,16 +180,13 @@ class Predictor:
         """(top-1 indices, probabilities or None) of uint8 NHWC images; ``advance`` counts images done.
         With test-time augmentation, the probabilities are the weighted mean over the views, as
         `cifarx evaluate` computes them."""
-        from cifarx.evaluation import tta_views
+        from cifarx.evaluation import average_views, tta_views
 
         views = tta_views(x, self.tta)
         step = None if advance is None else (lambda n: advance(n / len(views)))
         if self.pipeline is not None and not hasattr(self.pipeline, "predict_proba"):  # tta is none: checked
             return np.asarray(self.pipeline.predict(self._features(x, step)), dtype=np.int64), None
-        total = None
-        for weight, view in views:
-            part = weight * self._proba(view, step)
-            total = part if total is None else total + part
+        total = average_views(lambda view: self._proba(view, step), views)
         return total.argmax(axis=1), total
 
     def _network(self, x: np.ndarray, step) -> np.ndarray:

@@ -18,7 +18,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -391,13 +391,7 @@ def write_benchmark(run: RunDir, rows: list[dict], timing) -> None:
 
 
 def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = package_versions()
-    for name in RUNTIME_PACKAGES:
-        with suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    return found
+    return package_versions(*RUNTIME_PACKAGES)
 
 
 # -- the command ---------------------------------------------------------------------------

@@ -382,7 +382,10 @@ def _log_mlflow_model(setup: TrainSetup, model, metrics: dict) -> None:
     tracker, logger = getattr(setup.run, "tracker", None), setup.cfg.logger
     if tracker is None or not logger.log_model:
         return
-    model_id = tracker.log_keras_model(model, setup.data.x_test[:3], logger.get("register_as"))
+    from cifarx.commands.export import float32_model
+
+    served, _ = float32_model(model)  # a mixed-precision model served as trained differs from Keras (export.py)
+    model_id = tracker.log_keras_model(served, setup.data.x_test[:3], logger.get("register_as"))
     if model_id:
         metrics["mlflow_model_id"] = model_id
         log.info("MLflow: model %s; serve it with: MLFLOW_TRACKING_URI=%s mlflow models serve -m models:/%s "

@@ -188,11 +188,7 @@ class Tracker:
 
 def _pins(*distributions: str) -> list[str]:
     """``name==version`` of each of ``distributions`` that is installed."""
-    import contextlib
-    from importlib import metadata
+    from cifarx.run.rundir import package_versions
 
-    pins = []
-    for name in distributions:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            pins.append(f"{name}=={metadata.version(name)}")
-    return pins
+    return [f"{name}=={version}" for name, version in package_versions(*distributions).items()
+            if name in distributions]
