@@ -14,7 +14,7 @@ os.environ.setdefault("CIFARX_FIGURES", "false")
 
 import pytest  # noqa: E402
 
-from cifarx.run.lifecycle import import_keras_quietly  # noqa: E402
+from cifarx.process import import_keras_quietly  # noqa: E402
 
 # Keras (and TensorFlow's loggers) are imported before any test redirects stderr: in-process CLI
 # runs (helpers.cli_in_process) must not leave a logger bound to one test's captured stream.

@@ -11,7 +11,7 @@ from cifarx.evaluation import predict_proba, tta_views
 from cifarx.models import build_model, load_model
 from cifarx.models.airbench import whitening_kernel
 from cifarx.run.rundir import RunDir
-from cifarx.training.optim import TriangularSchedule
+from cifarx.training.lr_schedules import TriangularSchedule
 from conftest import compose, tiny_train_overrides, write_batches_dir
 
 
@@ -85,7 +85,8 @@ def test_triangular_schedule_rises_then_falls():
 
 
 def test_warmup_schedules_and_the_smoothed_loss_survive_a_save_and_load():
-    from cifarx.training.optim import LinearWarmup, SparseSmoothedCrossentropy
+    from cifarx.training.lr_schedules import LinearWarmup
+    from cifarx.training.optim import SparseSmoothedCrossentropy
 
     step = keras.optimizers.schedules.PiecewiseConstantDecay([10], [1.0, 0.5])
     for schedule in (LinearWarmup(step, 4), LinearWarmup(0.3, 4), TriangularSchedule(1.0, 50, 10)):

@@ -1,6 +1,8 @@
 """The package's shape, checked statically: packages declare their public names, no module imports
-another module's private name, and module-level imports have no cycles (a cycle makes import order
-matter and breaks `import cifarx.<anything>` at random)."""
+another module's private name, and imports have no cycles, neither at module level (a cycle there
+makes import order matter and breaks `import cifarx.<anything>` at random) nor inside functions
+(a deferred import that closes a cycle is the same tangle, only postponed: neither module can be
+understood, tested or moved without the other)."""
 
 from __future__ import annotations
 
@@ -34,11 +36,14 @@ def _target(module: str, name: str, modules: dict[str, Path]) -> str:
     return module
 
 
-def _top_level_imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+def _imports(modules: dict[str, Path], deferred: bool = False) -> dict[str, set[str]]:
+    """module -> the cifarx modules it imports: at import time, or with ``deferred`` anywhere
+    (inside functions too)."""
     graph = {}
     for module, path in modules.items():
         out = set()
-        for node in ast.parse(path.read_text()).body:  # import time only: imports inside functions run later
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree) if deferred else tree.body:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cifarx"):
                 out |= {_target(node.module, alias.name, modules) for alias in node.names}
             elif isinstance(node, ast.Import):
@@ -70,7 +75,11 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_module_level_imports_have_no_cycle():
-    assert _cycle(_top_level_imports(_modules())) is None
+    assert _cycle(_imports(_modules())) is None
+
+
+def test_imports_inside_functions_close_no_cycle_either():
+    assert _cycle(_imports(_modules(), deferred=True)) is None
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -116,3 +125,31 @@ def test_a_run_recorded_before_the_package_layout_still_builds_its_schedule():
     from cifarx.training.schedules import OneCycle
 
     assert target_of({"_target_": "cifarx.schedules.OneCycle"}, "schedule") is OneCycle
+
+
+def test_a_model_saved_before_its_schedule_classes_moved_still_loads(tmp_path):
+    """A .keras file records each custom object's module as it was when saved (``cifarx.optim``,
+    then ``cifarx.training.optim``); the registered name is what loads it, wherever it lives now."""
+    import json
+    import zipfile
+
+    import keras
+
+    from cifarx.models import load_model
+    from cifarx.training.lr_schedules import LinearWarmup, TriangularSchedule
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(LinearWarmup(TriangularSchedule(0.5, 100, 10), 5)), loss="mse")
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                data = json.dumps(json.loads(data)).replace('"cifarx.training.lr_schedules"',
+                                                           '"cifarx.training.optim"').encode()
+                assert b"cifarx.training.optim" in data
+            old.writestr(item, data)
+    schedule = load_model(tmp_path / "old.keras").optimizer._learning_rate
+    assert isinstance(schedule, LinearWarmup) and isinstance(schedule.after, TriangularSchedule)
+    assert schedule.after.peak == 0.5 and schedule.warmup == 5

@@ -51,3 +51,24 @@ def test_every_command_shares_conf_common():
         defaults = yaml.safe_load(text)["defaults"]
         assert "common" in defaults, name
         assert "override hydra/" not in text and "\nseed:" not in text, name
+
+
+@pytest.mark.parametrize("group", ["schedule", "clf", "logger", "model"])
+def test_an_options_name_is_its_file_name(group):
+    """``name`` (and an experiment's ``experiment_name``) is what metrics.json, logs and MLflow show for
+    the choice: a copied option file that kept its original's name would be recorded as the original."""
+    import yaml
+
+    files = sorted((REPO / "conf" / group).glob("*.yaml"))
+    assert files
+    named = {p.stem: yaml.safe_load(p.read_text()).get("name") for p in files}
+    assert {stem: name for stem, name in named.items() if name is not None and name != stem} == {}
+
+
+@pytest.mark.parametrize("command", ["train", "classic"])
+def test_an_experiments_name_is_its_file_name(command):
+    import yaml
+
+    names = {name: yaml.safe_load((REPO / "conf" / "commands" / command / "experiment" / f"{name}.yaml").read_text())
+             .get("experiment_name") for name in _experiments(command)}
+    assert {stem: name for stem, name in names.items() if name != stem} == {}

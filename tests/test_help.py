@@ -154,7 +154,7 @@ def test_closest_prefers_siblings_leaves_and_transpositions():
 
 
 def test_comment_reader(tmp_path):
-    from cifarx.config.confdoc import read, summary
+    from cifarx.config.conffile import read, summary
 
     path = tmp_path / "x.yaml"
     path.write_text("# @package data\n# @commands train,classic\n# What it is. More words.\n#   cifarx example\n"

@@ -369,14 +369,14 @@ def test_resume_continues_in_the_directory_it_names(tmp_path, name):
 
 
 def test_the_budget_clock_starts_with_the_command_not_the_import():
-    from cifarx.run import lifecycle as runtime
+    from cifarx import process
     from cifarx.training import budget
 
-    runtime.COMMAND_STARTED.clear()  # a library caller: no command started
+    process.COMMAND_STARTED.clear()  # a library caller: no command started
     assert abs(budget.job_started() - time.monotonic()) < 1
-    runtime.COMMAND_STARTED[:] = [time.monotonic() - 5]  # what cli.main records
+    process.COMMAND_STARTED[:] = [time.monotonic() - 5]  # what cli.main records
     assert 4 < time.monotonic() - budget.job_started() < 6
-    assert not runtime.COMMAND_STARTED  # a later sweep job counts from its own start
+    assert not process.COMMAND_STARTED  # a later sweep job counts from its own start
 
 
 def test_a_model_file_with_python_code_is_refused_in_one_whole_sentence(tmp_path):

@@ -117,7 +117,7 @@ def test_a_new_run_dir_is_removed_entirely_after_an_early_failure(tmp_path):
 
 
 def _hold_lock(path: Path) -> subprocess.Popen:
-    code = ("import sys, time; from cifarx.run.lifecycle import claim_run_dir; claim_run_dir(sys.argv[1]); "
+    code = ("import sys, time; from cifarx.run.ownership import claim_run_dir; claim_run_dir(sys.argv[1]); "
             "print('held', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": SRC})
@@ -146,7 +146,7 @@ def test_two_runs_on_one_directory_the_second_refuses_and_a_killed_owner_frees_i
     # ... and, once its process is gone (SIGKILL: no chance to clean up), as stopped, with the cure.
     with pytest.raises(Exception, match=r"stopped without finishing \(process gone\); finish it with: cifarx train resume="):
         require_run(shared, "train", needs=("last.keras",))
-    from cifarx.run.lifecycle import claim_run_dir, release_run_dir
+    from cifarx.run.ownership import claim_run_dir, release_run_dir
 
     claim_run_dir(shared, resuming=True)  # the stale lock does not block a resume
     release_run_dir(shared)

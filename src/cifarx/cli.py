@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from cifarx import __version__
 from cifarx.commands.registry import COMMANDS, load, usage
+from cifarx.config.composition import register_resolvers
 from cifarx.config.overrides import (  # noqa: F401  (hydra_quote: public API)
     expand_paths,
     explicit_run_dir,
@@ -23,7 +24,6 @@ from cifarx.config.overrides import (  # noqa: F401  (hydra_quote: public API)
 )
 from cifarx.config.preflight import preflight  # noqa: F401  (re-exported: tests and tools call cifarx.cli.preflight)
 from cifarx.help import help_for, wants_help
-from cifarx.run.lifecycle import register_resolvers
 
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
@@ -128,7 +128,7 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
     run_dir = explicit_run_dir(split_overrides(rest))
     if run_dir is not None:  # own the folder before Hydra writes anything into it
         from cifarx.errors import CifarxError, one_line
-        from cifarx.run.lifecycle import claim_run_dir
+        from cifarx.run.ownership import claim_run_dir
 
         try:
             claim_run_dir(run_dir, resuming=bool(resume) and name == "train")
@@ -139,7 +139,7 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
 
 def _run_hydra_command(name: str, rest: list[str], started: float) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cifarx.run.lifecycle import COMMAND_STARTED, INVOCATIONS
+    from cifarx.process import COMMAND_STARTED, INVOCATIONS
 
     INVOCATIONS[0] += 1
     COMMAND_STARTED[:] = [started]

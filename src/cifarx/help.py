@@ -66,10 +66,10 @@ def parse(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def help_for(command: str, args: Sequence[str]) -> tuple[str, str | None]:
     """(the help text, or a one-line problem)."""
+    from cifarx.config.composition import register_resolvers
     from cifarx.config.groups import experiment_problem, unoffered_problem
+    from cifarx.config.messages import describe_compose_error
     from cifarx.config.preflight import sweep_variants
-    from cifarx.errors import describe_compose_error
-    from cifarx.run.lifecycle import register_resolvers
 
     register_resolvers()
     topic, overrides = parse(args)

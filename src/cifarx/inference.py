@@ -326,7 +326,7 @@ def load(run: str | os.PathLike, *, checkpoint: str = "model", tta: str | None =
     network = pipeline = None
     if info.model_path is not None:
         from cifarx.models import load_model
-        from cifarx.run.lifecycle import import_keras_quietly
+        from cifarx.process import import_keras_quietly
 
         keras = import_keras_quietly()
         network = load_model(info.model_path)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from cifarx.config.validate import EXTRACT_FIRST
+from cifarx.config.schema import Scale
+from cifarx.config.validate import validate_data
 from cifarx.console import working
-from cifarx.errors import ConfigError, DataError, RunError, one_line
+from cifarx.errors import ConfigError, DataError, RunError, one_line, require
 from cifarx.run.rundir import RunDir, atomic_path, read_json, require_run
 
 log = logging.getLogger("cifarx")
@@ -169,6 +170,25 @@ def predict_in_chunks(pipeline, x: np.ndarray, split: str, chunk: int):
     if not preds:
         return None, np.zeros(0, dtype=np.int64)
     return (np.concatenate(probas) if has_proba else None), np.concatenate(preds)
+
+
+EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
+                 "`cifarx classic features=<extract run dir>` (or features=pixels)")
+
+
+def validate_classic(cfg: DictConfig) -> None:
+    from cifarx.config.build import check_tree
+
+    check_tree(cfg.clf.estimator, "clf.estimator")
+    require(not OmegaConf.is_missing(cfg, "features"), f"no features given: {EXTRACT_FIRST}")
+    require(not (cfg.scale == Scale.standard and "StandardScaler" in str(cfg.clf.estimator)),
+            f"clf={cfg.clf.name} already standardises its features (a StandardScaler in clf.estimator); "
+            "scale=standard would do it twice: leave scale=none")
+    if str(cfg.features) == "pixels":
+        validate_data(cfg.data)
+    else:
+        require(Path(str(cfg.features)).expanduser().is_dir(),
+                f"features='{cfg.features}' is not a directory; {EXTRACT_FIRST}")
 
 
 def run_classic(cfg, run: RunDir) -> dict[str, Any]:

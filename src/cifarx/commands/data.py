@@ -10,7 +10,9 @@ import logging
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig
 
+from cifarx.config.validate import validate_data
 from cifarx.console import print_table
 from cifarx.run.rundir import RunDir
 
@@ -31,6 +33,10 @@ def describe(x: np.ndarray, y: np.ndarray, class_names: list[str]) -> dict[str, 
         "channel_mean": [round(float(v), 3) for v in mean],
         "channel_std": [round(float(v), 3) for v in std],
     }
+
+
+def validate_data_command(cfg: DictConfig) -> None:
+    validate_data(cfg.data)
 
 
 def run_data(cfg, run: RunDir) -> dict[str, Any]:

@@ -6,12 +6,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from cifarx.config.validate import require_exists
+from cifarx.errors import require
 from cifarx.evaluation import Scoring, evaluate_model
 from cifarx.run.rundir import RunDir, read_history, read_json
 
 log = logging.getLogger("cifarx")
+
+
+def validate_evaluate(cfg: DictConfig) -> None:
+    from cifarx.run.rundir import require_run
+
+    require(not OmegaConf.is_missing(cfg, "run"),
+            "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
+    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    require_exists("data.root", cfg.data.root)
 
 
 def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import RunError, one_line
+from cifarx.config.validate import require_exists
+from cifarx.errors import RunError, one_line, require
 from cifarx.run.rundir import RunDir, hardware, package_versions, read_json
 
 log = logging.getLogger("cifarx")
@@ -428,6 +429,19 @@ def export_one(serving, fmt: str, run: RunDir, ref: Reference, pcfg) -> tuple[di
             "runtime": runtime_name(fmt), "runtime_settings": RUNTIME_SETTINGS[fmt], "parity": result,
             "row": {"format": fmt, "file": files[0].name, "size_mb": size / 1e6, "accuracy": result["accuracy"],
                     "agreement": result["agreement"], "status": "ok" if result["passed"] else "parity failed"}}, predict
+
+
+def validate_export(cfg: DictConfig) -> None:
+    from cifarx.run.checks import require_run
+
+    require(not OmegaConf.is_missing(cfg, "run"),
+            "no run given: `cifarx export run=<train run dir> format=onnx` (run directories are under outputs/train/)")
+    formats = chosen_formats(cfg)
+    if len(formats) == 1:  # format=all skips (and names) what is not installed
+        problem = missing_runtime(formats[0])
+        require(problem is None, problem or "")
+    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    require_exists("data.root", cfg.data.root)
 
 
 def run_export(cfg, run: RunDir) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import ConfigError, RunError
+from cifarx.config.validate import require_exists, validate_data
+from cifarx.errors import ConfigError, RunError, require
 from cifarx.run.rundir import RunDir, atomic_path, read_json
 
 log = logging.getLogger("cifarx")
@@ -84,6 +85,21 @@ def _source(cfg):
     if not path.is_file():
         raise RunError(f"model_path='{cfg.model_path}' is not a file")
     return path, None, None
+
+
+def validate_extract(cfg: DictConfig) -> None:
+    from cifarx.run.rundir import check_keras_file, require_run
+
+    require((cfg.run is None) != (cfg.model_path is None),
+            "give exactly one of run=<train run dir> or model_path=<file.keras>")
+    if cfg.run is not None:
+        require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
+    else:
+        require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
+        if str(cfg.model_path).endswith(".keras"):
+            check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
+        validate_data(cfg.data)
+    require_exists("data.root", cfg.data.root)
 
 
 def run_extract(cfg, run: RunDir) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-from cifarx.errors import DataError
+from cifarx.errors import DataError, require
 from cifarx.run.rundir import RunDir
 
 log = logging.getLogger("cifarx")
@@ -80,6 +81,20 @@ def _print_summary(result, show: int, multirun: bool) -> None:
     counts = sorted(((n, -i, name) for i, (name, n) in enumerate(result.counts().items()) if n), reverse=True)
     print_table("images per predicted class", ["class", "images", "share"],
                 [[name, n, f"{n / len(result):.1%}"] for n, _, name in counts])
+
+
+def validate_predict(cfg: DictConfig) -> None:
+    """The run (a finished train or classic run, and the runs its model came from) and the source
+    (something to read), before any run directory exists."""
+    from cifarx.data.image_files import check_source
+    from cifarx.inference import describe_run
+
+    require(not OmegaConf.is_missing(cfg, "run"), "no run given: `cifarx predict run=<train or classic run dir> "
+            "source=<images>` (run directories are under outputs/train/ and outputs/classic/)")
+    require(not OmegaConf.is_missing(cfg, "source"), "no source given: `cifarx predict run=<run dir> source=<an image, "
+            "a folder, a .zip, a glob such as 'photos/*.jpg' or a .txt list of paths>`")
+    info = describe_run(cfg.run, str(cfg.checkpoint))
+    check_source(str(cfg.source), str(cfg.data.other_sizes or info.other_sizes))
 
 
 def run_predict(cfg, run: RunDir) -> dict[str, Any]:

@@ -196,8 +196,8 @@ class Plan:
     def check(self) -> None:
         """Compose a trial's config (the first value of every choice) and run the train pre-flight
         and the objective guard: a bad search stops here, before anything is written."""
+        from cifarx.config.composition import compose
         from cifarx.config.preflight import preflight
-        from cifarx.config.schema import compose
 
         sample = []
         for key, override in self.space.items():
@@ -333,7 +333,7 @@ def run_trial(trial, plan: Plan, owner: dict) -> float:
     import optuna
 
     from cifarx.commands.train import run_train
-    from cifarx.config.schema import compose
+    from cifarx.config.composition import compose
     from cifarx.errors import CommandExit, Pruned
     from cifarx.run.lifecycle import run_command
     from cifarx.run.rundir import write_json_atomic
@@ -404,7 +404,7 @@ TRIAL_STATES = {"completed": "complete", "pruned": "pruned"}  # the tag cifarx.t
 
 def mlflow_logger(plan: Plan):
     """The trials' logger config when it is ``logger=mlflow`` (None otherwise)."""
-    from cifarx.config.schema import compose
+    from cifarx.config.composition import compose
 
     logger_cfg = compose("train", plan.train).get("logger")
     return logger_cfg if logger_cfg is not None and str(logger_cfg.name) == "mlflow" else None
@@ -508,7 +508,7 @@ def _value_text(study, trial) -> str:
 
 
 def _train_seed(plan: Plan) -> int:
-    from cifarx.config.schema import compose
+    from cifarx.config.composition import compose
 
     return int(compose("train", plan.train).seed)
 
@@ -588,7 +588,7 @@ def main(argv: Sequence[str]) -> int:
     except ImportError:
         print('cifarx search: error: Optuna is not installed; pip install "cifarx[search]"', file=sys.stderr)
         return 2
-    from cifarx.run.lifecycle import import_keras_quietly, stop_on_sigterm
+    from cifarx.process import import_keras_quietly, stop_on_sigterm
 
     try:
         plan = Plan(args)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from cifarx.config.validate import validate_train_config
 from cifarx.errors import TrainingDiverged
 from cifarx.run.history import checkpoint_stopped
 from cifarx.run.resume import stage_ends
@@ -68,6 +69,20 @@ class Progress:
     @property
     def done(self) -> int:
         return len(self.history.get("loss", []))
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """A new run's config; with ``resume=``, that the run exists and can be resumed (its own saved
+    config is checked by cifarx.run.resume.resume_config, not today's defaults)."""
+    if cfg.get("resume") is not None:
+        from cifarx.run.layout import RESUMABLE
+        from cifarx.run.rundir import check_keras_file, require_run
+
+        run = require_run(cfg.resume, "train", statuses=RESUMABLE)
+        if (run / "last.keras").exists():
+            check_keras_file(run / "last.keras", f"'{run / 'last.keras'}'")
+        return
+    validate_train_config(cfg)
 
 
 def run_train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def _schedule(obj) -> bool:
 
 
 def _keras_optimizer(obj) -> bool:
-    from cifarx.run.lifecycle import import_keras_quietly
+    from cifarx.process import import_keras_quietly
 
     keras = import_keras_quietly()  # quiet: TensorFlow's start-up lines stay off the terminal
     return isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)

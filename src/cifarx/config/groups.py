@@ -48,7 +48,7 @@ def group_dirs(command: str, group: str) -> list[Path]:
 
 def offered(command: str, option: Path) -> bool:
     """Whether ``command`` can use this option file (its ``# @commands`` header tag, if any)."""
-    from cifarx.config.confdoc import read
+    from cifarx.config.conffile import read
 
     only = read(option).tags.get("commands")
     return only is None or command in only.split(",")

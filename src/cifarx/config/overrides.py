@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def split_overrides(args: Sequence[str]) -> list[str]:
@@ -140,3 +141,38 @@ def renamed_key(args: Sequence[str]) -> str | None:
         if eq and key.lstrip("+~") in RENAMED:
             return f"{key.lstrip('+~')} is now {RENAMED[key.lstrip('+~')]}: {RENAMED[key.lstrip('+~')]}={value}"
     return None
+
+
+VARYING_ENV = "CIFARX_SWEEP_VARYING"  # the keys a sweep varies, for its jobs (launcher workers inherit it)
+
+
+def varying_keys(config: Any) -> list[str]:
+    """The keys whose value differs between a sweep's jobs: the sweep overrides (``a=1,2``,
+    ``range(...)``, ...) and an optimising sweeper's search space (Optuna's ``params``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = []
+    try:
+        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+            if override.is_sweep_override():
+                keys.append(override.get_key_element().lstrip("+~"))
+    except Exception:
+        pass
+    params = config.hydra.get("sweeper", {}).get("params") or {}
+    return list(dict.fromkeys([*keys, *map(str, params)]))
+
+
+def varying_overrides(task_overrides) -> list[str]:
+    """A sweep job's overrides of the keys its sweep varies (all of them outside a known sweep)."""
+    varying = os.environ.get(VARYING_ENV)
+    items = [str(o) for o in task_overrides]
+    if varying is not None:
+        keys = set(varying.split(",")) - {""}
+        items = [o for o in items if o.split("=", 1)[0].lstrip("+~") in keys]
+    return items
+
+
+def job_dirname(task_overrides) -> str:
+    """A sweep job's directory name: what tells it apart (Hydra's own ``override_dirname`` also
+    repeats the overrides every job shares). A resolver in conf/hydra/output."""
+    return ",".join(varying_overrides(task_overrides)).replace("/", "-")

@@ -16,10 +16,11 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     from omegaconf import OmegaConf
 
     from cifarx.commands.registry import validate
+    from cifarx.config.composition import register_resolvers
     from cifarx.config.groups import experiment_problem, launcher_problem, unoffered_problem
+    from cifarx.config.messages import describe_compose_error
     from cifarx.config.schema import config_dir
-    from cifarx.errors import CifarxError, describe_compose_error
-    from cifarx.run.lifecycle import register_resolvers
+    from cifarx.errors import CifarxError
 
     register_resolvers()
     problem = output_problem(overrides)

@@ -389,15 +389,3 @@ def register_configs() -> None:
     cs.store(name="schema_clf", node=ClfConfig)
     cs.store(name="schema_data", node=DataConfig)
     cs.store(name="schema_logger", node=LoggerConfig)
-
-
-def compose(command: str, overrides: list[str]):
-    """The real config, composed as the CLI does (schemas registered, resolvers on)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from cifarx.run.lifecycle import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-        return hydra_compose(config_name=command, overrides=overrides)

@@ -1,9 +1,11 @@
-"""Each command's validator: what the schemas cannot express (files and runs that must exist,
-settings that only make sense together). Ranges live in the schemas themselves (the dataclasses'
-``__post_init__`` in cifarx.config.schema), checked by building the typed config once
-(:func:`check_ranges`). Raises ConfigError with one line naming the bad value. A group that builds
-an object (model, schedule) checks its own ranges where it is built (cifarx.config.build); the
-train validator builds them once to run those checks."""
+"""The checks every command shares, and the pieces commands' own validators are made of: what the
+schemas cannot express (files that must exist, settings that only make sense together). Ranges
+live in the schemas themselves (the dataclasses' ``__post_init__`` in cifarx.config.schema),
+checked by building the typed config once (:func:`check_ranges`). Raises ConfigError with one line
+naming the bad value. A group that builds an object (model, schedule) checks its own ranges where
+it is built (cifarx.config.build); :func:`validate_train_config` builds them once to run those
+checks. Each command's own validator is in its module (``validate_<command>`` in
+cifarx.commands.<command>), named by the registry."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.config.schema import Checkpoint, DataConfig, LoggerName, Scale
+from cifarx.config.schema import Checkpoint, DataConfig, LoggerName
 from cifarx.errors import ConfigError, require
 
 
@@ -70,84 +72,10 @@ def validate_data(data: DataConfig | DictConfig) -> None:
                 "cifar-10-python.tar.gz, an image folder with train/ and test/, or a .zip of one)")
 
 
-def validate_data_command(cfg: DictConfig) -> None:
-    validate_data(cfg.data)
-
-
-def _existing(key: str, value) -> None:
+def require_exists(key: str, value) -> None:
+    """A path a command reads must exist (None: not given)."""
     if value is not None:
         require(Path(str(value)).expanduser().exists(), f"{key}='{value}' does not exist")
-
-
-def validate_evaluate(cfg: DictConfig) -> None:
-    from cifarx.run.rundir import require_run
-
-    require(not OmegaConf.is_missing(cfg, "run"),
-            "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
-    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    _existing("data.root", cfg.data.root)
-
-
-def validate_extract(cfg: DictConfig) -> None:
-    from cifarx.run.rundir import check_keras_file, require_run
-
-    require((cfg.run is None) != (cfg.model_path is None),
-            "give exactly one of run=<train run dir> or model_path=<file.keras>")
-    if cfg.run is not None:
-        require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    else:
-        require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
-        if str(cfg.model_path).endswith(".keras"):
-            check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
-        validate_data(cfg.data)
-    _existing("data.root", cfg.data.root)
-
-
-def validate_export(cfg: DictConfig) -> None:
-    from cifarx.commands.export import chosen_formats, missing_runtime
-    from cifarx.run.checks import require_run
-
-    require(not OmegaConf.is_missing(cfg, "run"),
-            "no run given: `cifarx export run=<train run dir> format=onnx` (run directories are under outputs/train/)")
-    formats = chosen_formats(cfg)
-    if len(formats) == 1:  # format=all skips (and names) what is not installed
-        problem = missing_runtime(formats[0])
-        require(problem is None, problem or "")
-    require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    _existing("data.root", cfg.data.root)
-
-
-EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
-                 "`cifarx classic features=<extract run dir>` (or features=pixels)")
-
-
-def validate_classic(cfg: DictConfig) -> None:
-    from cifarx.config.build import check_tree
-
-    check_tree(cfg.clf.estimator, "clf.estimator")
-    require(not OmegaConf.is_missing(cfg, "features"), f"no features given: {EXTRACT_FIRST}")
-    require(not (cfg.scale == Scale.standard and "StandardScaler" in str(cfg.clf.estimator)),
-            f"clf={cfg.clf.name} already standardises its features (a StandardScaler in clf.estimator); "
-            "scale=standard would do it twice: leave scale=none")
-    if str(cfg.features) == "pixels":
-        validate_data(cfg.data)
-    else:
-        require(Path(str(cfg.features)).expanduser().is_dir(),
-                f"features='{cfg.features}' is not a directory; {EXTRACT_FIRST}")
-
-
-def validate_predict(cfg: DictConfig) -> None:
-    """The run (a finished train or classic run, and the runs its model came from) and the source
-    (something to read), before any run directory exists."""
-    from cifarx.data.image_files import check_source
-    from cifarx.inference import describe_run
-
-    require(not OmegaConf.is_missing(cfg, "run"), "no run given: `cifarx predict run=<train or classic run dir> "
-            "source=<images>` (run directories are under outputs/train/ and outputs/classic/)")
-    require(not OmegaConf.is_missing(cfg, "source"), "no source given: `cifarx predict run=<run dir> source=<an image, "
-            "a folder, a .zip, a glob such as 'photos/*.jpg' or a .txt list of paths>`")
-    info = describe_run(cfg.run, str(cfg.checkpoint))
-    check_source(str(cfg.source), str(cfg.data.other_sizes or info.other_sizes))
 
 
 def check_optimizer(opt_cfg) -> None:
@@ -155,27 +83,13 @@ def check_optimizer(opt_cfg) -> None:
     before the trainer sets its threads): a Keras optimizer class that takes every key given, and
     a positive peak rate."""
     from cifarx.config.build import check_arguments
-    from cifarx.run.lifecycle import import_keras_quietly
+    from cifarx.process import import_keras_quietly
 
     import_keras_quietly()  # the class is Keras': its import stays quiet (TensorFlow's start-up lines)
     check_arguments(opt_cfg, "optimizer")  # a Keras optimizer class (cifarx.config.build.ALLOWED) taking every key
     lr = opt_cfg.get("learning_rate")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         raise ConfigError(f"optimizer.learning_rate={lr!r} must be a number > 0 (the schedule's peak rate)")
-
-
-def validate_train(cfg: DictConfig) -> None:
-    """A new run's config; with ``resume=``, that the run exists and can be resumed (its own saved
-    config is checked by cifarx.run.resume.resume_config, not today's defaults)."""
-    if cfg.get("resume") is not None:
-        from cifarx.run.resume import RESUMABLE
-        from cifarx.run.rundir import check_keras_file, require_run
-
-        run = require_run(cfg.resume, "train", statuses=RESUMABLE)
-        if (run / "last.keras").exists():
-            check_keras_file(run / "last.keras", f"'{run / 'last.keras'}'")
-        return
-    validate_train_config(cfg)
 
 
 def validate_train_config(cfg: DictConfig) -> None:

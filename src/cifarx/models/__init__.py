@@ -55,7 +55,7 @@ def preprocessed_sample(inputs, preprocessed, x_train, count: int, seed: int):
 
 def load_model(path):
     """Load a saved cifarx model; importing this package registers its custom layers first (and
-    cifarx.training.optim its schedules and loss).
+    cifarx.training.lr_schedules and cifarx.training.optim its schedules and loss).
 
     Always in Keras' safe mode (no Lambda or other code from the file is run); a damaged or
     foreign file is a one-line RunError naming it, not Keras' traceback.
@@ -65,7 +65,8 @@ def load_model(path):
     import keras
 
     import cifarx.models.preprocessing  # noqa: F401  (registers cifarx's layers)
-    import cifarx.training.optim  # noqa: F401  (registers TriangularSchedule, LinearWarmup, SparseSmoothedCrossentropy)
+    import cifarx.training.lr_schedules  # noqa: F401  (registers TriangularSchedule, LinearWarmup)
+    import cifarx.training.optim  # noqa: F401  (registers SparseSmoothedCrossentropy)
     from cifarx.errors import RunError, one_line
     from cifarx.run.rundir import check_keras_file
 

@@ -8,7 +8,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "atomic_io": ["read_json", "read_record", "write_json_atomic", "write_bytes_atomic"],
     "checks": ["require_run", "check_keras_file", "effective_status", "resume_hint"],
     "history": ["read_history", "reconcile_history"],
-    "lifecycle": ["run_command", "register_resolvers", "import_keras_quietly"],
+    "lifecycle": ["run_command"],
     "ownership": ["claim_run_dir", "release_run_dir"],
     "resume": ["resume_config", "stage_ends"],
 })

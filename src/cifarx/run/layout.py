@@ -9,3 +9,4 @@ EPOCH_RECORD = "cifarx_epochs.json"  # inside a .keras checkpoint: how many epoc
 LOCK_FILE = ".cifarx.lock"
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: a search stopped it early
 STOPPED = "stopped"  # shown for a 'running' run whose process is gone (its lock is free)
+RESUMABLE = ("interrupted", "failed", "completed", "running")  # statuses a run can be resumed from

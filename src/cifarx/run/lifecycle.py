@@ -1,99 +1,24 @@
-"""What every command shares around its plain ``run_*`` function: resolvers, the quiet Keras
-import, the run directory's lifecycle (validation first, then tracking, status, discarding what a
-refused run made), and turning user errors into one line and an exit code."""
+"""What every command shares around its plain ``run_*`` function: the run directory's lifecycle
+(validation first, then tracking, status, discarding what a refused run made), and turning user
+errors into one line and an exit code. Process-wide set-up (the quiet Keras import, the command's
+start time) is in cifarx.process; resolvers in cifarx.config.composition."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cifarx.errors import EXIT_PARTIAL, CifarxError, CommandExit, Pruned, one_line
+from cifarx.process import import_keras_quietly, stop_on_sigterm
 from cifarx.run.job import Job
-from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir  # noqa: F401
+from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir
 
 log = logging.getLogger("cifarx")
-
-
-
-def register_resolvers() -> None:
-    from cifarx.config.schema import register_configs
-
-    register_configs()
-    from cifarx.config.groups import command_conf, groups_help
-
-    if not OmegaConf.has_resolver("cifarx_groups"):
-        OmegaConf.register_new_resolver("cifarx_groups", groups_help)
-    if not OmegaConf.has_resolver("cifarx_conf"):
-        OmegaConf.register_new_resolver("cifarx_conf", command_conf)
-    if not OmegaConf.has_resolver("cifarx_varying"):
-        from cifarx.sweep import job_dirname
-
-        OmegaConf.register_new_resolver("cifarx_varying", job_dirname)
-    if not OmegaConf.has_resolver("cifarx_pid"):
-        OmegaConf.register_new_resolver("cifarx_pid", run_dir_suffix, use_cache=True)
-
-
-INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
-COMMAND_STARTED: list[float] = []  # time.monotonic() when cli.main started the current command (the budget's clock)
-
-
-def run_dir_suffix() -> str:
-    """What follows the timestamp in a default run directory's name: the process id, and from a
-    second command in the same process on (cifarx called as a library), its number too, so two
-    commands started in the same second never share a directory."""
-    return str(os.getpid()) if INVOCATIONS[0] <= 1 else f"{os.getpid()}-{INVOCATIONS[0]}"
-
-
-def import_keras_quietly():
-    """Import Keras (and its backend) with C++ start-up chatter (oneDNN, absl) kept off stderr.
-
-    TensorFlow prints those lines from native code before any Python logging is configured and
-    no environment variable silences all of them, so stderr is pointed at /dev/null meanwhile.
-    """
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
-    from cifarx.console import err_console
-
-    err_console()  # made while stderr is still the terminal: rich decides once whether it may draw live bars
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras
-
-        from cifarx.training.devices import machine_gpus
-
-        if keras.backend.backend() == "tensorflow" and not machine_gpus():
-            import tensorflow as tf
-
-            # With no NVIDIA driver, TensorFlow's GPU-capable wheel prints 'failed call to cuInit ...
-            # UNKNOWN ERROR (303)' from native code when it first lists devices: list them here, quietly
-            # (listing does not start the runtime: threads are still set by the trainer).
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    return keras
-
-
-def stop_on_sigterm() -> None:
-    """Treat SIGTERM (a cluster's pre-emption, `kill`) like Ctrl-C: stop, record, say how to resume."""
-    import signal
-    import threading
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig,

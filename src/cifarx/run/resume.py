@@ -15,7 +15,6 @@ from cifarx.run.atomic_io import read_record
 
 log = logging.getLogger("cifarx")
 
-RESUMABLE = ("interrupted", "failed", "completed", "running")  # statuses a run can be resumed from
 # What `resume=` may change: the length of the run (to finish or extend it), whether it may go on
 # with data whose content changed, and Hydra's own keys.
 RESUME_OVERRIDES = ("trainer.epochs", "resume_new_data")

@@ -74,7 +74,7 @@ def job_started() -> float:
     (cli.main: a plain `cifarx train` counts its start-up); for later sweep jobs, and for callers
     that use cifarx as a library, now. (Never the package's import: a notebook may have imported it
     an hour ago.)"""
-    from cifarx.run.lifecycle import COMMAND_STARTED
+    from cifarx.process import COMMAND_STARTED
 
     return COMMAND_STARTED.pop() if COMMAND_STARTED else time.monotonic()
 

@@ -35,7 +35,7 @@ class Schedule:
         return []
 
     def _warm(self, after, steps_per_epoch: int):
-        from cifarx.training.optim import LinearWarmup
+        from cifarx.training.lr_schedules import LinearWarmup
 
         warmup = self.warmup() * steps_per_epoch
         return LinearWarmup(after, warmup) if warmup else after
@@ -161,7 +161,7 @@ class OneCycle(Schedule):
         require(0 <= self.end_factor <= 1, f"schedule.end_factor={self.end_factor} must be in [0, 1]")
 
     def learning_rate(self, peak, steps_per_epoch, epochs):
-        from cifarx.training.optim import TriangularSchedule
+        from cifarx.training.lr_schedules import TriangularSchedule
 
         total = max(1, epochs * steps_per_epoch)
         return TriangularSchedule(float(peak), total, int(round(float(self.warmup_fraction) * total)),

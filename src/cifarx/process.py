@@ -1,0 +1,67 @@
+"""What belongs to the process, not to one command: when the current command started (the time
+budget's clock), how many commands this process has run (a run directory's name suffix), importing
+Keras without TensorFlow's native start-up chatter, and SIGTERM handled like Ctrl-C.
+
+A bottom module: it imports nothing of cifarx's beyond the console and the device probe, so any
+layer may use it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+INVOCATIONS = [0]  # `cifarx` commands started in this process (cli.main counts them)
+COMMAND_STARTED: list[float] = []  # time.monotonic() when cli.main started the current command (the budget's clock)
+
+
+def run_dir_suffix() -> str:
+    """What follows the timestamp in a default run directory's name: the process id, and from a
+    second command in the same process on (cifarx called as a library), its number too, so two
+    commands started in the same second never share a directory."""
+    return str(os.getpid()) if INVOCATIONS[0] <= 1 else f"{os.getpid()}-{INVOCATIONS[0]}"
+
+
+def import_keras_quietly():
+    """Import Keras (and its backend) with C++ start-up chatter (oneDNN, absl) kept off stderr.
+
+    TensorFlow prints those lines from native code before any Python logging is configured and
+    no environment variable silences all of them, so stderr is pointed at /dev/null meanwhile.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    from cifarx.console import err_console
+
+    err_console()  # made while stderr is still the terminal: rich decides once whether it may draw live bars
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        from cifarx.training.devices import machine_gpus
+
+        if keras.backend.backend() == "tensorflow" and not machine_gpus():
+            import tensorflow as tf
+
+            # With no NVIDIA driver, TensorFlow's GPU-capable wheel prints 'failed call to cuInit ...
+            # UNKNOWN ERROR (303)' from native code when it first lists devices: list them here, quietly
+            # (listing does not start the runtime: threads are still set by the trainer).
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return keras
+
+
+def stop_on_sigterm() -> None:
+    """Treat SIGTERM (a cluster's pre-emption, `kill`) like Ctrl-C: stop, record, say how to resume."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
