@@ -233,7 +233,7 @@ def _job_line(run, result: dict) -> None:
     scores = "  ".join(f"{k.split('_')[0]} {result[k]:.4f}" for k in ("val_accuracy", "test_accuracy")
                        if isinstance(result.get(k), (int, float)))
     seconds = result.get("seconds")
-    from cifarx.sweep import varying_overrides
+    from cifarx.config.overrides import varying_overrides
 
     log.info("job %s %s  %s%s  %s", run.job.number, " ".join(varying_overrides(run.job.overrides)) or "(defaults)",
              scores,
