@@ -9,7 +9,7 @@ import pytest
 from cifarx.data import Dataset
 from cifarx.evaluation import predict_proba, tta_views
 from cifarx.models import build_model, load_model
-from cifarx.models.airbench import whitening_kernel
+from cifarx.models.airbench import identity_kernel, whitening_kernel
 from cifarx.run.rundir import RunDir
 from cifarx.training.lr_schedules import TriangularSchedule
 from conftest import compose, tiny_train_overrides, write_batches_dir
@@ -59,6 +59,28 @@ def test_whitening_kernel_whitens_patches():
     patches = np.stack([x[:, i:7 + i, j:7 + j] for i in range(2) for j in range(2)], axis=3).reshape(-1, 12)
     out = (patches - patches.mean(0)) @ kernel.reshape(12, 12)
     np.testing.assert_allclose(np.cov(out, rowvar=False), np.eye(12), atol=0.05)
+
+
+def test_identity_init_makes_each_conv_pass_its_input_channels_through():
+    """airbench94's Dirac init: the first min(in, out) filters of each 3x3 conv copy their own
+    input channel at initialisation; the other filters keep their random draw."""
+    drawn = np.random.default_rng(0).normal(size=(3, 3, 4, 6))
+    kernel = identity_kernel(drawn)
+    x = np.random.default_rng(1).normal(size=(5, 5, 4))
+    centre = np.einsum("hwi,hwio->o", x[1:4, 1:4], kernel)  # the conv's output at the centre pixel
+    np.testing.assert_allclose(centre[:4], x[2, 2])
+    np.testing.assert_array_equal(kernel[..., 4:], drawn[..., 4:])
+    assert identity_kernel(drawn[..., :2]).shape == (3, 3, 4, 2)  # fewer filters than inputs: each an identity
+
+    cfg = compose("train", ["model=airbench", "model.width=0.25"])  # on by default, as in airbench94
+    model = build_model(cfg.model, cfg.data, dataset(images(40, 0), images(10, 1)), seed=0)
+    conv = keras.ops.convert_to_numpy(model.get_layer("block2_1_conv").kernel)  # 16 -> 64 channels
+    np.testing.assert_array_equal(conv[..., :16], identity_kernel(np.zeros((3, 3, 16, 16))))
+    assert np.abs(conv[..., 16:]).max() > 0
+    plain = compose("train", ["model=airbench", "model.identity_init=false", "model.width=0.25"])
+    drawn_model = build_model(plain.model, plain.data, dataset(images(40, 0), images(10, 1)), seed=0)
+    assert not np.allclose(keras.ops.convert_to_numpy(drawn_model.get_layer("block2_1_conv").kernel)[..., :16],
+                           conv[..., :16])
 
 
 def test_flip_tta_is_exact_and_only_changes_evaluation():
