@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarx.config.validate import require_exists
 from cifarx.errors import RunError, one_line, require
-from cifarx.run.rundir import RunDir, hardware, package_versions, read_json
+from cifarx.run.rundir import RunDir, hardware, package_versions, read_json, require_run
 
 log = logging.getLogger("cifarx")
 
@@ -432,8 +432,6 @@ def export_one(serving, fmt: str, run: RunDir, ref: Reference, pcfg) -> tuple[di
 
 
 def validate_export(cfg: DictConfig) -> None:
-    from cifarx.run.checks import require_run
-
     require(not OmegaConf.is_missing(cfg, "run"),
             "no run given: `cifarx export run=<train run dir> format=onnx` (run directories are under outputs/train/)")
     formats = chosen_formats(cfg)

@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 from cifarx.config.validate import validate_train_config
 from cifarx.errors import TrainingDiverged
 from cifarx.run.history import checkpoint_stopped
+from cifarx.run.layout import RESUMABLE
 from cifarx.run.resume import stage_ends
-from cifarx.run.rundir import RunDir, read_history, reconcile_history
+from cifarx.run.rundir import RunDir, check_keras_file, read_history, reconcile_history, require_run
 from cifarx.training.backend import check_batches, configure_backend, distribution_scope, eval_batch_size
 
 log = logging.getLogger("cifarx")
@@ -75,9 +76,6 @@ def validate_train(cfg: DictConfig) -> None:
     """A new run's config; with ``resume=``, that the run exists and can be resumed (its own saved
     config is checked by cifarx.run.resume.resume_config, not today's defaults)."""
     if cfg.get("resume") is not None:
-        from cifarx.run.layout import RESUMABLE
-        from cifarx.run.rundir import check_keras_file, require_run
-
         run = require_run(cfg.resume, "train", statuses=RESUMABLE)
         if (run / "last.keras").exists():
             check_keras_file(run / "last.keras", f"'{run / 'last.keras'}'")
