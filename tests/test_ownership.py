@@ -115,6 +115,17 @@ def test_a_new_run_dir_is_removed_entirely_after_an_early_failure(tmp_path):
         run_command("data", fail, compose("data", []), run_dir=fresh)
     assert not fresh.exists()
 
+    deep = tmp_path / "outputs" / "data" / "first"  # a first run: outputs/ and outputs/data/ are made too
+    with pytest.raises(CommandExit):
+        run_command("data", fail, compose("data", []), run_dir=deep)
+    assert not (tmp_path / "outputs").exists()
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "user.txt").write_text("theirs")
+    with pytest.raises(CommandExit):
+        run_command("data", fail, compose("data", []), run_dir=tmp_path / "kept" / "made" / "run")
+    assert snapshot(tmp_path / "kept") == {"user.txt": b"theirs"}  # what the claim made is gone, the rest stays
+
 
 def _hold_lock(path: Path) -> subprocess.Popen:
     code = ("import sys, time; from cifarx.run.ownership import claim_run_dir; claim_run_dir(sys.argv[1]); "

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from cifarx.errors import EXIT_PARTIAL, CifarxError, CommandExit, Pruned, one_line
 from cifarx.process import import_keras_quietly, stop_on_sigterm
 from cifarx.run.job import Job
-from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir
+from cifarx.run.ownership import CLAIMED, MADE_PARENTS, claim_run_dir, hydra_files, release_run_dir, remove_parents
 
 log = logging.getLogger("cifarx")
 
@@ -135,6 +135,8 @@ class _Attempt:
         self._tracking().end_for(self.run, "FAILED", self.cfg, discard=True)  # no result: the MLflow run goes too
         self.run.discard(also=(*hydra_files(self.run.path, self.command), self.run.file(LOCK_FILE)),
                          remove_dir=not self.existed)
+        if not self.existed:  # and the folders above it that its claim made, if nothing else is in them
+            remove_parents(MADE_PARENTS.get(self.run.path, []))
 
     def _failed(self, message: str) -> None:
         if self.run.has_results or self.multirun:

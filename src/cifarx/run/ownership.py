@@ -11,6 +11,9 @@ from cifarx.errors import ConfigError
 
 # Run directories this process has claimed (locked), with whether each existed before the claim.
 CLAIMED: dict[Path, bool] = {}
+# The folders above each claimed run directory that the claim created (outputs/, outputs/train/ on a
+# first run), deepest first: a run that leaves nothing removes them too, when they are still empty.
+MADE_PARENTS: dict[Path, list[Path]] = {}
 
 
 def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
@@ -56,6 +59,7 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     found = foreign()
     if found:
         raise refuse(found)
+    made_parents = [parent for parent in path.parents if not parent.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock_run_dir(path)
@@ -68,8 +72,10 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
         # What is there was made for this run: Hydra's files for this job (a folder holding
         # nothing else is one Hydra made for it), or nothing (a folder this call made).
         discard_unstarted(path, job_name, made=not existed or job_name is not None)
+        remove_parents(made_parents)
         raise RunError(no_space_message(full, path)) from exc
     CLAIMED[path] = existed
+    MADE_PARENTS[path] = made_parents
     found = foreign()  # another process may have written between the check and the lock
     if found:
         release_run_dir(path)
@@ -82,6 +88,13 @@ def release_run_dir(path: str | os.PathLike) -> None:
     path = Path(path).resolve()
     CLAIMED.pop(path, None)
     unlock_run_dir(path)
+
+
+def remove_parents(folders: list[Path]) -> None:
+    """Remove these folders (a claim's :data:`MADE_PARENTS`), deepest first, each only if empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def discard_unstarted(path: str | os.PathLike, job_name: str | None, made: bool) -> None:
