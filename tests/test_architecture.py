@@ -108,12 +108,14 @@ def test_each_package_declares_public_names_that_resolve(package):
 
 
 def test_importing_a_package_is_light():
-    """`import cifarx.run` (or any package) loads none of the heavy libraries: the CLI's help and
-    errors stay instant."""
+    """`import cifarx.run` (or any package), or a command's validator, loads none of the heavy
+    libraries: the CLI's help and pre-flight's errors stay instant."""
     import subprocess
     import sys
 
     code = ("import sys, cifarx.config, cifarx.run, cifarx.tracking, cifarx.commands, cifarx.training, cifarx.cli;"
+            "from cifarx.commands.registry import COMMANDS, load;"
+            "[load(c.validator) for c in COMMANDS.values() if c.validator];"  # pre-flight imports these
             "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'sklearn', 'matplotlib', 'mlflow', 'optuna')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -168,3 +170,12 @@ def test_every_import_of_a_cifarx_name_resolves_even_inside_functions():
                             if not hasattr(target, a.name)
                             and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
     assert missing == []
+
+
+def test_every_command_the_registry_names_resolves():
+    """The registry names each command's function and validator by string: a moved one fails here."""
+    from cifarx.commands.registry import COMMANDS, load
+
+    for command in COMMANDS.values():
+        assert callable(load(command.target))
+        assert command.validator is None or callable(load(command.validator))

@@ -15,6 +15,7 @@ from cifarx import __version__
 from cifarx.commands.registry import COMMANDS, load, usage
 from cifarx.config.composition import register_resolvers
 from cifarx.config.overrides import (  # noqa: F401  (hydra_quote: public API)
+    CONFIG_FLAGS,
     expand_paths,
     explicit_run_dir,
     flag_habit,
@@ -28,8 +29,6 @@ from cifarx.help import help_for, wants_help
 # Hydra flags that only print or inspect: they never need the pre-flight check.
 _INSPECT_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
-# Hydra flags that compose another config than the one pre-flight checked: its job validates itself.
-_OTHER_CONFIG_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun"}
 # Exit statuses: 0 done, 1 a bug (a traceback), 2 a user error (one line), 3 done but some inputs were left
 # out (errors.EXIT_PARTIAL: predict's skipped.csv), 130 interrupted.
 
@@ -159,7 +158,8 @@ def _run_hydra_command(name: str, rest: list[str], started: float) -> int:
     sys.argv = [f"cifarx {name}", *rest]
     try:
         with full_disk_past_hydra():
-            checked = not inspecting and not any(a.split("=", 1)[0] in _OTHER_CONFIG_FLAGS for a in rest)
+            # a job composed from another config than pre-flight checked validates itself
+            checked = not inspecting and not any(a.split("=", 1)[0] in CONFIG_FLAGS for a in rest)
             task = _task_for(name, preflighted=checked)
             hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")(task)()
     except NoSpace as full:  # Hydra's own writes (the run directory, .hydra/, the log) met a full disk

@@ -22,6 +22,8 @@ from cifarx.errors import ConfigError, DataError, RunError, one_line, require
 from cifarx.run.rundir import RunDir, atomic_path, read_json, require_run
 
 log = logging.getLogger("cifarx")
+EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
+                 "`cifarx classic features=<extract run dir>` (or features=pixels)")
 
 PIPELINE_FILE = "pipeline.joblib"
 PIPELINE_META = "pipeline.json"
@@ -170,10 +172,6 @@ def predict_in_chunks(pipeline, x: np.ndarray, split: str, chunk: int):
     if not preds:
         return None, np.zeros(0, dtype=np.int64)
     return (np.concatenate(probas) if has_proba else None), np.concatenate(preds)
-
-
-EXTRACT_FIRST = ("run `cifarx extract run=<train run dir>` first, then "
-                 "`cifarx classic features=<extract run dir>` (or features=pixels)")
 
 
 def validate_classic(cfg: DictConfig) -> None:

@@ -10,15 +10,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarx.config.validate import require_exists
 from cifarx.errors import require
-from cifarx.evaluation import Scoring, evaluate_model
-from cifarx.run.rundir import RunDir, read_history, read_json
+from cifarx.run.rundir import RunDir, read_history, read_json, require_run
 
 log = logging.getLogger("cifarx")
 
 
 def validate_evaluate(cfg: DictConfig) -> None:
-    from cifarx.run.rundir import require_run
-
     require(not OmegaConf.is_missing(cfg, "run"),
             "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
@@ -28,6 +25,7 @@ def validate_evaluate(cfg: DictConfig) -> None:
 def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:
     """`cifarx evaluate run=DIR`: reload a train run's model and data, evaluate into a new run."""
     from cifarx.data import load_dataset
+    from cifarx.evaluation import Scoring, evaluate_model  # scikit-learn: not at pre-flight
     from cifarx.models import load_model
     from cifarx.training import compile_cache
 

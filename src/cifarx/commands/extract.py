@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifarx.config.validate import require_exists, validate_data
 from cifarx.errors import ConfigError, RunError, require
-from cifarx.run.rundir import RunDir, atomic_path, read_json
+from cifarx.run.rundir import RunDir, atomic_path, check_keras_file, read_json, require_run
 
 log = logging.getLogger("cifarx")
 
@@ -88,8 +88,6 @@ def _source(cfg):
 
 
 def validate_extract(cfg: DictConfig) -> None:
-    from cifarx.run.rundir import check_keras_file, require_run
-
     require((cfg.run is None) != (cfg.model_path is None),
             "give exactly one of run=<train run dir> or model_path=<file.keras>")
     if cfg.run is not None:

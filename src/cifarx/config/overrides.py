@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Hydra's flags that choose another config (each takes a value): a job composed from one is not the
+# config pre-flight checked.
+CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
+
 
 def split_overrides(args: Sequence[str]) -> list[str]:
     """The key=value overrides among Hydra's arguments (flags and their values dropped)."""
@@ -18,8 +22,7 @@ def split_overrides(args: Sequence[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg in ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd",
-                   "--experimental-rerun"):
+        if arg in CONFIG_FLAGS:
             skip = True
             continue
         if arg.startswith("-"):

@@ -4,7 +4,8 @@ registered with Hydra's ConfigStore.
 YAML under ``conf/`` is what users edit; the dataclasses here are the schemas behind it, so a
 misspelled key, a wrong type or an unknown choice fails at composition time. Groups that build an
 object (model, optimizer, schedule) are schemaed by the class they name (cifarx.config.build);
-cifarx.config.validate adds the range checks types cannot express, with one-line messages.
+the range checks types cannot express are in each dataclass's ``__post_init__``, with one-line
+messages (cifarx.config.validate runs them once, with ``OmegaConf.to_object``).
 """
 
 from __future__ import annotations

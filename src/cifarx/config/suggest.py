@@ -60,5 +60,3 @@ def config_paths(cfg, prefix: str = "") -> list[str]:
         out.append(path)
         out += config_paths(cfg._get_node(key), path + ".")
     return out
-
-

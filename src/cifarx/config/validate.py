@@ -93,7 +93,7 @@ def check_optimizer(opt_cfg) -> None:
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """The trainer's ranges, the data, and the objects the model, optimizer and schedule groups
+    """The data, and the objects the model, optimizer and schedule groups
     build (each checks its own ranges and is of its group's allowed kind), then what they need of
     each other."""
     from cifarx.config.build import instantiate

@@ -2,8 +2,8 @@
 
 A frozen patch-whitening stem computed from the training images, then three blocks of
 conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU (widths 64/256/256 by
-default; each conv can start as a partial identity, airbench94's Dirac init), a global max-pool, a bias-free linear layer scaled by 1/9, softmax. With the training
-tricks that every cifarx model can use (label smoothing, EMA of the weights, a triangular
+default; each conv can start as a partial identity, airbench94's Dirac init), a global max-pool,
+a bias-free linear layer scaled by 1/9, softmax. With the training tricks that every cifarx model can use (label smoothing, EMA of the weights, a triangular
 learning-rate schedule, flip+translate augmentation, flip test-time augmentation), it reaches in
 a few epochs what the report's CNN reached in 140.
 

@@ -4,6 +4,7 @@ run (or a run it is resuming), locked so no other process writes there at the sa
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     found = foreign()
     if found:
         raise refuse(found)
-    made_parents = [parent for parent in path.parents if not parent.exists()]
+    made_parents = list(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock_run_dir(path)
@@ -87,6 +88,7 @@ def release_run_dir(path: str | os.PathLike) -> None:
 
     path = Path(path).resolve()
     CLAIMED.pop(path, None)
+    MADE_PARENTS.pop(path, None)
     unlock_run_dir(path)
 
 

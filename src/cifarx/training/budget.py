@@ -140,7 +140,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     return plan
 
 
-def fit_to_budget(cfg, run, data, build_compiled, started: float, warmup_epochs: int = 0) -> BudgetPlan:
+def fit_to_budget(cfg, run, data, build_compiled, started: float, warmup_epochs: int) -> BudgetPlan:
     """Measure ``build_compiled()``'s model, choose ``trainer.epochs`` for ``trainer.time_budget``,
     and record the choice in the run's config.yaml (resume and evaluate see the length) and tracker.
     ``warmup_epochs``: the schedule's warm-up, which the budget trains past by at least one epoch."""
