@@ -1,50 +1,20 @@
-"""Any Keras backend: a tiny train + extract under JAX and PyTorch, with TensorFlow made unimportable."""
+"""Any Keras backend: a tiny train + extract under PyTorch, with TensorFlow made unimportable. JAX
+runs the same commands without TensorFlow in test_compile_cache (train, evaluate, extract)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 
 import pytest
 
 from conftest import write_batches_dir
+from helpers import cli_without_tensorflow
 
 pytestmark = pytest.mark.slow
 BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
                                                         reason=f"{module} is not installed"))
-            for name, module in (("jax", "jax"), ("torch", "torch"))]
-
-BLOCK_TF = """
-import importlib.abc, importlib.machinery, sys
-class Absent(importlib.abc.Loader):
-    def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
-    def exec_module(self, module):
-        pass
-class NoTensorFlow:  # `import tensorflow` fails as on a machine without it; probes see no origin
-    def find_spec(self, name, path, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            return importlib.machinery.ModuleSpec(name, Absent())
-sys.meta_path.insert(0, NoTensorFlow())
-from cifarx.cli import main
-from hydra.core.global_hydra import GlobalHydra
-args, code = sys.argv[1:], 0
-while args and code == 0:  # commands separated by "--then": one interpreter, one backend start-up
-    cut = args.index("--then") if "--then" in args else len(args)
-    GlobalHydra.instance().clear()
-    code, args = main(args[:cut]), args[cut + 1:]
-assert "tensorflow" not in sys.modules
-sys.exit(code)
-"""
-
-
-def cli_without_tensorflow(backend, args, cwd):
-    env = {"KERAS_BACKEND": backend, "CI": "true", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
-           "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cwd / "xdg-cache")}  # JAX's compilation cache
-    return subprocess.run([sys.executable, "-c", BLOCK_TF, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=600)
+            for name, module in (("torch", "torch"),)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from cifarx.errors import ConfigError
 from cifarx.training.compile_cache import default_dir, enable, private_dir
 from conftest import write_batches_dir
-
-# Several `cifarx` commands in one interpreter (as in test_backends), separated by "--then".
-CHAIN = """
-import sys
-from cifarx.cli import main
-from hydra.core.global_hydra import GlobalHydra
-args, code = sys.argv[1:], 0
-while args and code == 0:
-    cut = args.index("--then") if "--then" in args else len(args)
-    GlobalHydra.instance().clear()
-    code, args = main(args[:cut]), args[cut + 1:]
-sys.exit(code)
-"""
+from helpers import cli_without_tensorflow
 
 
 def _jax_cli(args, cwd):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "", "CI": "true"}
-    done = subprocess.run([sys.executable, "-c", CHAIN, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=600)
+    done = cli_without_tensorflow("jax", args, cwd)  # also the JAX check of test_backends
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -46,7 +29,8 @@ def test_a_second_run_loads_every_step_from_the_cache_and_no_step_compiles_per_b
               "trainer.epochs=2", "trainer.batch_size=24", f"trainer.compile_cache_dir={cache}", "figures=false"]
     _jax_cli(["train", *common, f"hydra.run.dir={tmp_path / 'cold'}", "--then",
               "train", *common, "trainer.drop_last=true", f"hydra.run.dir={tmp_path / 'dropped'}", "--then",
-              "evaluate", f"run={tmp_path / 'cold'}", f"compile_cache_dir={cache}", f"hydra.run.dir={tmp_path / 'ev'}"],
+              "evaluate", f"run={tmp_path / 'cold'}", f"compile_cache_dir={cache}", f"hydra.run.dir={tmp_path / 'ev'}",
+              "--then", "extract", f"run={tmp_path / 'cold'}", f"hydra.run.dir={tmp_path / 'ext'}"],
              tmp_path)
     _jax_cli(["train", *common, f"hydra.run.dir={tmp_path / 'warm'}"], tmp_path)  # a fresh process
 
@@ -64,6 +48,8 @@ def test_a_second_run_loads_every_step_from_the_cache_and_no_step_compiles_per_b
     # The fresh process needs the same executables and compiles none of them: all come from the cache.
     assert warm["requests"] == cold["requests"] and warm["compiles"] == 0 and warm["cache_hits"] == warm["requests"]
     assert warm["compile_seconds"] < cold["compile_seconds"]
+    assert json.loads((tmp_path / "cold" / "metrics.json").read_text())["backend"] == "jax"
+    assert json.loads((tmp_path / "ext" / "features.json").read_text())["dim"] == 8
     scored = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert scored["test_accuracy"] == json.loads((tmp_path / "cold" / "metrics.json").read_text())["test_accuracy"]
 

@@ -201,8 +201,11 @@ def server(tmp_path, migrated_db):
     proc.wait(timeout=30)
 
 
-def test_a_run_is_logged_to_a_tracking_server_over_http(tmp_path, data, server):
-    url, _ = server
+def test_runs_are_logged_to_a_tracking_server_over_http_and_one_it_stops_for_costs_only_a_warning(
+        tmp_path, data, server, monkeypatch, caplog):
+    from cifarx.tracking import hooks as tracking
+
+    url, proc = server
     out = tmp_path / "run"
     _train(out, data, "trainer.epochs=1", *_logger(url))
     client, runs = _runs(url)
@@ -210,11 +213,7 @@ def test_a_run_is_logged_to_a_tracking_server_over_http(tmp_path, data, server):
     _assert_mirrors(client, runs[0], out, "model.keras")
     assert runs[0].info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded through the server
 
-
-def test_a_server_that_stops_mid_run_costs_nothing_but_a_warning(tmp_path, data, server, monkeypatch, caplog):
-    from cifarx.tracking import hooks as tracking
-
-    url, proc = server
+    # The same server stops after the first epoch of the next run (one server start for both).
     logged = tracking.Tracker.log_metrics
 
     def log_then_stop_the_server(self, values, step):
@@ -224,14 +223,14 @@ def test_a_server_that_stops_mid_run_costs_nothing_but_a_warning(tmp_path, data,
             proc.wait(timeout=30)
 
     monkeypatch.setattr(tracking.Tracker, "log_metrics", log_then_stop_the_server)
-    out = tmp_path / "run"
+    out = tmp_path / "stopped"
     with caplog.at_level(logging.WARNING, logger="cifarx"):
-        _train(out, data, "trainer.epochs=3", *_logger(url), "logger.http_retries=0", "logger.http_timeout=5")
+        _train(out, data, "trainer.epochs=2", *_logger(url), "logger.http_retries=0", "logger.http_timeout=5")
     warnings = [r for r in caplog.records if "MLflow tracking stopped" in r.getMessage()]
     assert len(warnings) == 1
     assert json.loads((out / "status.json").read_text())["status"] == "completed"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 3 and (out / "model.keras").exists() and (out / "history.csv").exists()
+    assert metrics["epochs"] == 2 and (out / "model.keras").exists() and (out / "history.csv").exists()
 
 
 def test_an_unreachable_store_at_start_fails_in_one_line_before_anything_is_written(tmp_path, data):

@@ -196,3 +196,41 @@ def wait_for_health(url: str, proc, seconds: float, what: str) -> None:
                 proc.kill()
                 pytest.fail(f"{what} did not answer in {seconds:.0f} s")
             time.sleep(0.3)
+
+
+# `cifarx` commands in one fresh interpreter (one backend start-up), separated by "--then", with
+# `import tensorflow` failing as on a machine without it (probes see no origin).
+BLOCK_TF = """
+import importlib.abc, importlib.machinery, sys
+class Absent(importlib.abc.Loader):
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+    def exec_module(self, module):
+        pass
+class NoTensorFlow:
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            return importlib.machinery.ModuleSpec(name, Absent())
+sys.meta_path.insert(0, NoTensorFlow())
+from cifarx.cli import main
+from hydra.core.global_hydra import GlobalHydra
+args, code = sys.argv[1:], 0
+while args and code == 0:
+    cut = args.index("--then") if "--then" in args else len(args)
+    GlobalHydra.instance().clear()
+    code, args = main(args[:cut]), args[cut + 1:]
+assert "tensorflow" not in sys.modules
+sys.exit(code)
+"""
+
+
+def cli_without_tensorflow(backend: str, args: list[str], cwd: Path):
+    """Run ``cifarx`` commands (``--then`` between them) on Keras ``backend`` in a fresh
+    interpreter where TensorFlow cannot be imported; CPU only, JAX's cache under ``cwd``."""
+    import subprocess
+    import sys
+
+    env = {"KERAS_BACKEND": backend, "CI": "true", "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "",
+           "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(cwd / "xdg-cache")}
+    return subprocess.run([sys.executable, "-c", BLOCK_TF, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=600)
