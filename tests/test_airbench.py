@@ -124,6 +124,45 @@ def test_warmup_schedules_and_the_smoothed_loss_survive_a_save_and_load():
     assert SparseSmoothedCrossentropy.from_config(smoothed.get_config()).label_smoothing == 0.2
 
 
+def test_lookahead_resets_the_weights_to_a_growing_average_every_k_steps_and_survives_a_save():
+    from cifarx.training.optim import LookaheadSGD
+
+    def steps(optimizer, var, n):
+        seen = []
+        for _ in range(n):
+            optimizer.apply_gradients([(keras.ops.ones((1,)), var)])
+            seen.append(float(keras.ops.convert_to_numpy(var)[0]))
+        return seen
+
+    var = keras.Variable([0.0])
+    optimizer = LookaheadSGD(learning_rate=1.0, momentum=0.0, nesterov=False, lookahead_every=2,
+                             lookahead_decay=0.5, total_steps=4)
+    # Plain SGD moves the weight by -1 a step; the average starts at the first step's weight (-1).
+    # Step 2: d = 0.5 * (2/4)^3 = 1/16: average = -1/16 - 15/16 * 2 = -1.9375, weight reset to it.
+    # Step 3: plain SGD again (the average waits). Step 4: SGD gives -3.9375, d = 0.5: the average
+    # (and the weight) become 0.5 * -1.9375 + 0.5 * -3.9375 = -2.9375.
+    np.testing.assert_allclose(steps(optimizer, var, 4), [-1.0, -1.9375, -2.9375, -2.9375])
+    restored = LookaheadSGD.from_config(optimizer.get_config())
+    assert (restored.lookahead_every, restored.lookahead_decay, restored.total_steps) == (2, 0.5, 4)
+    assert restored.use_ema and restored.ema_overwrite_frequency == 2
+
+
+def test_lookahead_is_built_for_the_run_s_length_and_must_score_the_last_weights():
+    from cifarx.commands.train import validate_train
+    from cifarx.config.build import instantiate
+    from cifarx.errors import ConfigError
+    from cifarx.training.optim import build_optimizer
+
+    cfg = compose("train", ["optimizer=sgd_lookahead", "optimizer.weight_decay=0.01", "trainer.evaluate=last",
+                            "trainer.epochs=3"])
+    validate_train(cfg)  # SGD's own arguments (weight_decay, learning_rate) are the subclass's too
+    optimizer = build_optimizer(cfg.optimizer, instantiate(cfg.schedule, "schedule"), steps_per_epoch=10, epochs=3)
+    assert optimizer.total_steps == 30 and optimizer.weight_decay == 0.01 and optimizer.lookahead_every == 5
+    cfg.trainer.evaluate = "best"
+    with pytest.raises(ConfigError, match="optimizer.lookahead_every averages the weights"):
+        validate_train(cfg)
+
+
 def test_early_stopping_in_a_resumed_run_continues_from_the_history():
     from cifarx.training.callbacks import ResumableEarlyStopping
 

@@ -71,7 +71,8 @@ def test_help_narrows_to_a_section_a_group_or_a_key(tmp_path):
     assert [ln.split()[:2] for ln in options[1:]] == [["adam", "keras.optimizers.Adam."],
                                                       ["adamw", "keras.optimizers.AdamW."],
                                                       ["rmsprop", "keras.optimizers.RMSprop"],
-                                                      ["*", "sgd"]]
+                                                      ["*", "sgd"],
+                                                      ["sgd_lookahead", "SGD"]]
     assert _row(optimizer, "nesterov")[1:3] == ["bool", "true"]
     assert "time_budget" not in optimizer
 

@@ -129,11 +129,15 @@ def arguments(node) -> dict[str, Any]:
 
 
 def accepted(target) -> list[str]:
-    """The keyword arguments ``target`` takes by name (its ``**kwargs``, if any, do not count)."""
+    """The keyword arguments ``target`` takes by name. Its ``**kwargs`` count only in a subclass,
+    as its parent's arguments (a class that extends a Keras optimizer passes them on)."""
     if dataclasses.is_dataclass(target):
         return [f.name for f in dataclasses.fields(target) if f.init]
     params = inspect.signature(target).parameters.values()
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if isinstance(target, type) and any(p.kind == p.VAR_KEYWORD for p in params) and len(target.__mro__) > 2:
+        names += [name for name in accepted(target.__mro__[1]) if name not in names]
+    return names
 
 
 def check_arguments(node, group: str, runtime: tuple[str, ...] = ()) -> type:

@@ -106,8 +106,10 @@ def validate_train_config(cfg: DictConfig) -> None:
         require(not cfg.trainer.early_stopping,
                 f"trainer.early_stopping={cfg.trainer.early_stopping} needs a validation split (split=holdout or "
                 "data.val_fraction > 0): without one it would stop by training accuracy")
-    if cfg.optimizer.get("use_ema"):
+    averaging = "optimizer.use_ema" if cfg.optimizer.get("use_ema") else (
+        "optimizer.lookahead_every" if "lookahead_every" in cfg.optimizer else None)
+    if averaging:
         require(cfg.trainer.evaluate == Checkpoint.last,
-                "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
+                f"{averaging} averages the weights only when training ends, so best.keras would hold raw "
                 "weights: set trainer.evaluate=last")
     check_optimizer(cfg.optimizer)  # last: it imports Keras

@@ -39,9 +39,49 @@ def build_optimizer(opt_cfg, schedule, steps_per_epoch: int, epochs: int, base_l
     from cifarx.config.build import instantiate
 
     peak = float(base_lr if base_lr is not None else opt_cfg.learning_rate)
-    return instantiate(opt_cfg, "optimizer", learning_rate=schedule.learning_rate(peak, steps_per_epoch, epochs))
+    extra = {"total_steps": steps_per_epoch * epochs} if "total_steps" in opt_cfg else {}
+    return instantiate(opt_cfg, "optimizer", learning_rate=schedule.learning_rate(peak, steps_per_epoch, epochs),
+                       **extra)
 
 
 def current_lr(optimizer) -> float:
     lr = optimizer.learning_rate
     return float(keras.ops.convert_to_numpy(lr))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LookaheadSGD(keras.optimizers.SGD):
+    """SGD with airbench94's lookahead: every ``lookahead_every`` steps an average of the weights
+    moves toward them, ``average = d * average + (1 - d) * weights``, and the weights are reset to
+    it. The decay ``d`` grows with the run, ``lookahead_decay * (step / total_steps) ** 3``: nearly
+    no averaging in the first epochs, the most at the end. When training ends the weights are the
+    average (Keras' ``finalize_variable_values``), so evaluate the last weights, not the best.
+
+    Built on Keras' own weight average (``use_ema``): the average is an optimizer variable, saved
+    in every checkpoint, so a resumed run continues it exactly. ``total_steps`` is the run's
+    length in optimizer steps; cifarx passes it (``build_optimizer``).
+    """
+
+    def __init__(self, lookahead_every: int = 5, lookahead_decay: float = 0.95**5, total_steps: int | None = None,
+                 **kwargs):
+        for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+            kwargs.pop(key, None)  # from get_config: they are the lookahead's own
+        super().__init__(use_ema=True, ema_momentum=float(lookahead_decay),
+                         ema_overwrite_frequency=int(lookahead_every), **kwargs)
+        self.lookahead_every, self.lookahead_decay = int(lookahead_every), float(lookahead_decay)
+        self.total_steps = max(1, int(total_steps or 1))
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        step = self.iterations + 1
+        progress = ops.minimum(ops.cast(step, "float32") / float(self.total_steps), 1.0)
+        due = ops.equal(ops.mod(step, self.lookahead_every), 0)
+        decay = ops.where(due, self.lookahead_decay * progress**3, 1.0)  # 1: the average stays
+        decay = ops.where(ops.equal(self.iterations, 0), 0.0, decay)  # the first step starts it
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            if average is not None:
+                d = ops.cast(decay, var.dtype)
+                average.assign(d * average + (1 - d) * var)
+
+    def get_config(self):
+        return {**super().get_config(), "lookahead_every": self.lookahead_every,
+                "lookahead_decay": self.lookahead_decay, "total_steps": self.total_steps}
