@@ -34,6 +34,17 @@ from helpers import (  # noqa: E402,F401  (re-exported for the tests)
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _eager_unless_the_module_tests_compiled_steps(request):
+    """Tiny runs skip tracing (trainer.run_eagerly, through CIFARX_RUN_EAGERLY: a third of a tiny
+    run's time): what most modules test is the run around the steps. A module that tests the
+    compiled steps themselves (layers, feeds, XLA, distribution) sets ``COMPILED_STEPS = True``."""
+    eager = "false" if getattr(request.module, "COMPILED_STEPS", False) else "true"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIFARX_RUN_EAGERLY", eager)
+        yield
+
+
 @pytest.fixture
 def batches_dir(tmp_path):
     return write_batches_dir(tmp_path)
@@ -67,3 +78,15 @@ def _private_config_home(tmp_path_factory):
     (XDG_CACHE_HOME), stay out of the real home."""
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config_home"))
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache_home"))
+
+
+# The modules that take longest (summed test seconds on 2 cores), started first: with
+# `--dist loadscope` each module goes whole to the next free worker in collection order, so the
+# long ones first let the two workers finish together instead of one waiting on the other.
+LONGEST_FIRST = ["test_compile_cache", "test_search", "test_tracking", "test_hostile_runs", "test_reliability",
+                 "test_sweeps", "test_feed", "test_vgg", "test_export"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))

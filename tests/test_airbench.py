@@ -14,6 +14,8 @@ from cifarx.run.rundir import RunDir
 from cifarx.training.lr_schedules import TriangularSchedule
 from conftest import compose, tiny_train_overrides, write_batches_dir
 
+COMPILED_STEPS = True  # the airbench layers and tricks inside traced steps (conftest: other modules run steps eagerly)
+
 
 def dataset(train: np.ndarray, test: np.ndarray) -> Dataset:
     y_train, y_test = np.arange(len(train)) % 10, np.arange(len(test)) % 10

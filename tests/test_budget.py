@@ -11,6 +11,8 @@ import yaml
 from cifarx.training.budget import BudgetInputs, plan_epochs
 from conftest import compose, write_batches_dir
 
+COMPILED_STEPS = True  # the probe times the compiled steps a real run takes (conftest: other modules run steps eagerly)
+
 PLAN = dict(budget=100.0, elapsed=10.0, step=0.5, compile_=2.0, predict_per_image=0.001, steps_per_epoch=10,
             val_count=100, eval_images=1000, reserve_fraction=0.1, max_epochs=50)
 

@@ -10,6 +10,8 @@ from conftest import run_cli, write_batches_dir
 
 pytestmark = pytest.mark.slow
 
+COMPILED_STEPS = True  # a strategy's replicated steps are traced ones (conftest: other modules run steps eagerly)
+
 
 def test_mirrored_training_on_two_logical_cpus(tmp_path):
     root = write_batches_dir(tmp_path / "data")

@@ -14,6 +14,8 @@ import pytest
 from cifarx.data.feed import FeedPlan, epoch_order, training_feed
 from conftest import run_cli, write_batches_dir
 
+COMPILED_STEPS = True  # each feed into the traced steps (tf.data graph input included) (conftest: other modules run steps eagerly)
+
 
 def _epoch(kind, x, y, batch, seed, first_epoch, epoch, **options):
     """The (images, labels) batches of ``epoch`` as the feed hands them to ``fit``."""

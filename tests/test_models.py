@@ -11,6 +11,8 @@ from cifarx.models import build_model
 from cifarx.models.preprocessing import RandomFlipShift
 from conftest import compose
 
+COMPILED_STEPS = True  # each model's layers inside traced steps (conftest: other modules run steps eagerly)
+
 
 def tiny_dataset(n=20):
     rng = np.random.default_rng(0)

@@ -20,6 +20,8 @@ from conftest import (
 
 pytestmark = pytest.mark.slow
 
+COMPILED_STEPS = True  # every artifact of a run made by the compiled (traced) steps users run (conftest: other modules run steps eagerly)
+
 ARTIFACTS = ["config.yaml", "status.json", "provenance.json", "metrics.json", "history.csv",
              "model_summary.txt", "best.keras", "last.keras", "model.keras", "classification_report.txt",
              "classification_report.json", "confusion_matrix.csv", "confusion_matrix.png",
@@ -37,6 +39,22 @@ def trained(tmp_path_factory):
     runs = sorted((tmp / "outputs" / "train").iterdir())
     assert len(runs) == 1
     return runs[0], result, tmp
+
+
+def test_eager_steps_train_the_numbers_the_traced_steps_do(trained):
+    """trainer.run_eagerly (pdb-able steps; the suite's tiny runs use it) changes how a step runs,
+    not what it computes: the traced run above, repeated eagerly, ends at the same losses."""
+    run, _, tmp = trained
+    cfg = OmegaConf.load(run / "config.yaml")
+    eager = tmp / "eager"
+    result = run_cli(["train", f"data.root={cfg.data.root}", f"data.cache_dir={cfg.data.cache_dir}", "trainer.epochs=1",
+                      "trainer.batch_size=16", "data=augment", "trainer.run_eagerly=true", f"hydra.run.dir={eager}"],
+                     cwd=tmp)
+    assert result.returncode == 0, result.stderr[-3000:]
+    traced, stepped = (json.loads((r / "metrics.json").read_text()) for r in (run, eager))
+    assert cfg.trainer.run_eagerly is False and OmegaConf.load(eager / "config.yaml").trainer.run_eagerly is True
+    for key in ("train_loss", "val_loss", "test_loss"):
+        assert stepped[key] == pytest.approx(traced[key], rel=1e-3), key
 
 
 def read_matrix(run):

@@ -301,7 +301,8 @@ def _compile(model, optimizer, setup: TrainSetup) -> None:
 
     trainer = setup.cfg.trainer
     model.compile(optimizer=optimizer, loss=build_loss(float(trainer.label_smoothing)), metrics=["accuracy"],
-                  jit_compile=trainer.jit_compile, steps_per_execution=setup.steps_per_execution)
+                  jit_compile=trainer.jit_compile, steps_per_execution=setup.steps_per_execution,
+                  run_eagerly=bool(trainer.run_eagerly))
 
 
 def _finetune(setup: TrainSetup, model, history: dict, in_stage_2: bool, end: int) -> tuple[dict, dict, list[float]]:

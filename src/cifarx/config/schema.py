@@ -146,6 +146,7 @@ class TrainerConfig:
     threads: Optional[int] = None  # TensorFlow intra-op threads; null: all cores
     inter_op_threads: Optional[int] = None  # TensorFlow ops run at once; null: its own choice (fastest with the tf_data feed)
     steps_per_execution: int = 8  # training steps per compiled call (less Python overhead; same result)
+    run_eagerly: bool = False  # each step as plain Python, never traced (debugging; faster only on a few images)
     distribute: Distribute = Distribute.none
     cpu_devices: Optional[int] = None  # split the CPU into N logical devices (try distribution without GPUs)
     feed: Feed = Feed.auto  # how training batches reach the model (see cifarx.data.feed)
