@@ -185,7 +185,8 @@ def test_an_exact_gelu_exports_to_onnx(tmp_path):
 def test_a_mixed_precision_model_is_exported_in_float32(tmp_path):
     import keras
 
-    from cifarx.commands.export import float32_model, serving_model, write_format
+    from cifarx.commands.export import serving_model, write_format
+    from cifarx.models import float32_model
     from cifarx.run.rundir import RunDir
 
     before = keras.config.dtype_policy()

@@ -221,18 +221,19 @@ def _kill_at(monkeypatch, instant: str) -> None:
         monkeypatch.setattr(AtomicCheckpoint, "commit", _interrupt)
 
 
-@pytest.mark.parametrize("instant", ["before scoring", "saving model.keras", "writing the report",
-                                     "writing metrics.json", "after metrics.json", "before the first checkpoint"])
-def test_a_run_killed_at_any_instant_finishes_like_an_uninterrupted_one(tmp_path, data, reference, monkeypatch,
-                                                                        instant):
-    with monkeypatch.context() as patch:
-        _kill_at(patch, instant)
-        run, killed = train(tmp_path, data, "run", "trainer.epochs=2")
-    assert killed.returncode == 130, killed.stderr[-2000:]
-    assert f"continue with: cifarx train resume={run}" in killed.stderr
-    assert status(run) == "interrupted"
+AFTER_TRAINING = ["before scoring", "saving model.keras", "writing the report", "writing metrics.json",
+                  "after metrics.json"]
+
+
+def _killed_then_told(run: Path, killed, tmp_path: Path, instant: str) -> None:
+    assert killed.returncode == 130, (instant, killed.stderr[-2000:])
+    assert f"continue with: cifarx train resume={run}" in killed.stderr, instant
+    assert status(run) == "interrupted", instant
     told = run_cli(["evaluate", f"run={run}"], cwd=tmp_path)  # evaluate points to the one next step
-    assert told.returncode == 2 and f"finish it with: cifarx train resume={run}" in told.stderr
+    assert told.returncode == 2 and f"finish it with: cifarx train resume={run}" in told.stderr, instant
+
+
+def _finished_like(run: Path, reference: Path, tmp_path: Path) -> None:
     finished = run_cli(["train", f"resume={run}"], cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert status(run) == "completed"
@@ -240,6 +241,31 @@ def test_a_run_killed_at_any_instant_finishes_like_an_uninterrupted_one(tmp_path
     assert (run / "confusion_matrix.csv").read_bytes() == (reference / "confusion_matrix.csv").read_bytes()
     with open(run / "history.csv") as f, open(reference / "history.csv") as g:
         assert list(csv.reader(f)) == list(csv.reader(g))
+
+
+def test_a_run_killed_at_every_instant_after_training_finishes_like_an_uninterrupted_one(tmp_path, data, reference,
+                                                                                         monkeypatch):
+    """Killed at each instant between its last checkpoint and its end, one after another: the
+    first kill during the run, each next one during the resume before it."""
+    run = tmp_path / "run"
+    for i, instant in enumerate(AFTER_TRAINING):
+        with monkeypatch.context() as patch:
+            _kill_at(patch, instant)
+            if i == 0:
+                run, killed = train(tmp_path, data, "run", "trainer.epochs=2")
+            else:
+                killed = run_cli(["train", f"resume={run}"], cwd=tmp_path)
+        _killed_then_told(run, killed, tmp_path, instant)
+    _finished_like(run, reference, tmp_path)
+
+
+def test_a_run_killed_before_its_first_checkpoint_finishes_like_an_uninterrupted_one(tmp_path, data, reference,
+                                                                                    monkeypatch):
+    with monkeypatch.context() as patch:
+        _kill_at(patch, "before the first checkpoint")
+        run, killed = train(tmp_path, data, "run", "trainer.epochs=2")
+    _killed_then_told(run, killed, tmp_path, "before the first checkpoint")
+    _finished_like(run, reference, tmp_path)
 
 
 @pytest.mark.parametrize("recipe", [

@@ -180,53 +180,58 @@ def _train_inprocess(out, data, *extra):
     return run_command("train", run_train, cfg, run_dir=out)
 
 
-@pytest.mark.parametrize("where", ["after_history_row", "between_best_and_last", "disk_full_at_last"])
-def test_kill_at_the_epoch_boundary_then_resume_equals_uninterrupted(tmp_path, data, straight4, where, monkeypatch,
-                                                                     capsys):
+# (epoch, where the process dies in it): epoch 2's history row is written and nothing else; epoch
+# 3's best.keras is written, its last.keras is not; the disk fills while epoch 4's last.keras is saved.
+KILLS = [(2, "after_history_row"), (3, "between_best_and_last"), (4, "disk_full_at_last")]
+
+
+def test_kills_at_the_epoch_boundary_each_resumed_end_as_the_uninterrupted_run(tmp_path, data, straight4,
+                                                                               monkeypatch, capsys):
+    """One run killed three times, at each point of the epoch boundary, and resumed after each:
+    a resume of a resume drops the rows its checkpoint lacks, retrains them, and ends as straight4."""
     from cifarx.run.rundir import RunDir
     from cifarx.training.callbacks import AtomicCheckpoint
 
-    straight = straight4
-
     part = tmp_path / "part"
     commit, save_model = AtomicCheckpoint.commit, RunDir.save_model
+    for kill_epoch, where in KILLS:
+        def killing_commit(self, kill_epoch=kill_epoch):
+            if self._pending and self._pending[0] == kill_epoch:  # the epoch's history row is out, nothing else
+                raise _Killed
+            commit(self)
 
-    def killing_commit(self):
-        if self._pending and self._pending[0] == 2:  # epoch 2's history row is written, nothing else
-            raise _Killed
-        commit(self)
+        def killing_save(self, name, model, epochs=None, kill_epoch=kill_epoch, where=where, **kw):
+            if name == "last.keras" and epochs == kill_epoch:
+                if where == "disk_full_at_last":
+                    raise OSError(28, "No space left on device", str(self.file(name)))
+                raise _Killed
+            return save_model(self, name, model, epochs=epochs, **kw)
 
-    def killing_save(self, name, model, epochs=None, **kw):
-        if name == "last.keras" and epochs == 2:
-            if where == "disk_full_at_last":
-                raise OSError(28, "No space left on device", str(self.file(name)))
-            raise _Killed
-        return save_model(self, name, model, epochs=epochs, **kw)
-
-    if where == "after_history_row":
-        monkeypatch.setattr(AtomicCheckpoint, "commit", killing_commit)
-    else:
-        monkeypatch.setattr(RunDir, "save_model", killing_save)
-    if where == "disk_full_at_last":
-        with pytest.raises(CommandExit) as exc:
-            _train_inprocess(part, data, "trainer.epochs=4")
-        assert exc.value.code == 2
-        err = capsys.readouterr().err + exc.value.message
-        assert err.count("error:") == 1 and "no space left on device" in err and "resume=" in err
-        assert json.loads((part / "status.json").read_text())["status"] == "failed"
-    else:
-        with pytest.raises(_Killed):
-            _train_inprocess(part, data, "trainer.epochs=4")
-        assert json.loads((part / "status.json").read_text())["status"] == "running"
-    monkeypatch.undo()
-    with open(part / "history.csv") as f:
-        assert len(list(csv.reader(f))) == 1 + 2  # the row of epoch 2 got out, its checkpoint did not
+        if where == "after_history_row":
+            monkeypatch.setattr(AtomicCheckpoint, "commit", killing_commit)
+        else:
+            monkeypatch.setattr(RunDir, "save_model", killing_save)
+        args = ["trainer.epochs=4"] if kill_epoch == KILLS[0][0] else [f"resume={part}"]
+        if where == "disk_full_at_last":
+            with pytest.raises(CommandExit) as exc:
+                _train_inprocess(part, data, *args)
+            assert exc.value.code == 2
+            err = capsys.readouterr().err + exc.value.message
+            assert err.count("error:") == 1 and "no space left on device" in err and "resume=" in err
+            assert json.loads((part / "status.json").read_text())["status"] == "failed"
+        else:
+            with pytest.raises(_Killed):
+                _train_inprocess(part, data, *args)
+            assert json.loads((part / "status.json").read_text())["status"] == "running"
+        monkeypatch.undo()
+        with open(part / "history.csv") as f:
+            assert len(list(csv.reader(f))) == 1 + kill_epoch, where  # the epoch's row got out, its checkpoint did not
 
     _train_inprocess(part, data, f"resume={part}")
-    assert [metrics(part)[k] for k in KEYS] == [metrics(straight)[k] for k in KEYS]
-    with open(part / "history.csv") as f, open(straight / "history.csv") as g:
+    assert [metrics(part)[k] for k in KEYS] == [metrics(straight4)[k] for k in KEYS]
+    with open(part / "history.csv") as f, open(straight4 / "history.csv") as g:
         assert list(csv.reader(f)) == list(csv.reader(g))
-    assert metrics(part)["epochs"] == 4 and metrics(part)["best_epoch"] == metrics(straight)["best_epoch"]
+    assert metrics(part)["epochs"] == 4 and metrics(part)["best_epoch"] == metrics(straight4)["best_epoch"]
 
 
 def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_numbers(tmp_path, data, straight4,

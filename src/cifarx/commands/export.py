@@ -102,25 +102,6 @@ def _constants_in_graph(model) -> None:
             layer.mean, layer.variance = np.asarray(layer.mean), np.asarray(layer.variance)
 
 
-def float32_model(model):
-    """(the model computing in float32, the mixed policy it was trained with, or None). Every
-    exporter wants float32 layers (ONNX refuses others; a bf16 SavedModel differed from Keras' own
-    bf16 answers on 1.5% of images here); variables are float32 under a mixed policy, so the
-    weights carry over unchanged."""
-    import keras
-
-    mixed = sorted({layer.dtype_policy.name for layer in model.layers} - {"float32"})
-    if not mixed:
-        return model, None
-
-    def in_float32(layer):
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    clone = keras.models.clone_model(model, clone_function=in_float32, recursive=True)
-    clone.set_weights(model.get_weights())
-    return clone, ",".join(mixed)
-
-
 def serving_model(model, input_dtype: str = "uint8"):
     """(the model to export, whether a softmax was added): ``input_dtype`` images in (float32 are
     clipped to 0..255 and rounded to uint8 first, as the images were stored), probabilities out."""
@@ -449,7 +430,7 @@ def run_export(cfg, run: RunDir) -> dict[str, Any]:
     from cifarx.console import print_table
     from cifarx.data import load_dataset
     from cifarx.evaluation import predict_proba
-    from cifarx.models import load_model
+    from cifarx.models import float32_model, load_model
 
     source = Path(str(cfg.run)).expanduser().resolve()  # a finished train run: checked by validate_export
     train_cfg = OmegaConf.load(source / "config.yaml")

@@ -396,7 +396,7 @@ def _log_mlflow_model(setup: TrainSetup, model, metrics: dict) -> None:
     tracker, logger = getattr(setup.run, "tracker", None), setup.cfg.logger
     if tracker is None or not logger.log_model:
         return
-    from cifarx.commands.export import float32_model
+    from cifarx.models import float32_model
 
     served, _ = float32_model(model)  # a mixed-precision model served as trained differs from Keras (export.py)
     model_id = tracker.log_keras_model(served, setup.data.x_test[:3], logger.get("register_as"))
