@@ -127,6 +127,21 @@ def test_a_new_run_dir_is_removed_entirely_after_an_early_failure(tmp_path):
     assert snapshot(tmp_path / "kept") == {"user.txt": b"theirs"}  # what the claim made is gone, the rest stays
 
 
+def test_a_first_run_in_hydra_s_default_folder_that_fails_leaves_no_empty_outputs(tmp_path):
+    """Regression: the data failing inside the job left outputs/train/ behind, empty (Hydra makes
+    outputs/<command>/<time>/ itself, so the run's claim saw its parents as existing)."""
+    from conftest import run_cli
+
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    failed = run_cli(["train", f"data.root={tmp_path / 'broken.zip'}"], cwd=tmp_path)
+    assert failed.returncode == 2 and "is not a zip file" in failed.stderr.lower()
+    assert not (tmp_path / "outputs").exists()
+
+    (tmp_path / "outputs" / "mine").mkdir(parents=True)  # a folder the user had: it stays, with what is in it
+    assert run_cli(["train", f"data.root={tmp_path / 'broken.zip'}"], cwd=tmp_path).returncode == 2
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["mine"]
+
+
 def _hold_lock(path: Path) -> subprocess.Popen:
     code = ("import sys, time; from cifarx.run.ownership import claim_run_dir; claim_run_dir(sys.argv[1]); "
             "print('held', flush=True); time.sleep(600)")

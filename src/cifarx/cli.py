@@ -125,7 +125,12 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
         return rest, None
     _refuse(name, preflight(name, split_overrides(rest)))
     run_dir = explicit_run_dir(split_overrides(rest))
-    if run_dir is not None:  # own the folder before Hydra writes anything into it
+    if run_dir is None:  # Hydra's own outputs/<command>/<time>: note which folders above it are new
+        from cifarx.run.layout import OUTPUTS
+        from cifarx.run.ownership import note_missing_folders
+
+        note_missing_folders(os.path.join(OUTPUTS, name))
+    else:  # own the folder before Hydra writes anything into it
         from cifarx.errors import CifarxError, one_line
         from cifarx.run.ownership import claim_run_dir
 

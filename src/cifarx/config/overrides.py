@@ -67,7 +67,9 @@ def output_problem(overrides: list[str]) -> str | None:
     if target is not None and not target.strip():
         return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
                 "or leave it out for a fresh timestamped one")
-    target = target or "outputs"
+    from cifarx.run.layout import OUTPUTS
+
+    target = target or OUTPUTS
     path = Path(target).expanduser().absolute()
     parent = path
     while not parent.exists():

@@ -10,3 +10,4 @@ LOCK_FILE = ".cifarx.lock"
 STATUSES = ("running", "completed", "failed", "interrupted", "pruned")  # pruned: a search stopped it early
 STOPPED = "stopped"  # shown for a 'running' run whose process is gone (its lock is free)
 RESUMABLE = ("interrupted", "failed", "completed", "running")  # statuses a run can be resumed from
+OUTPUTS = "outputs"  # the folder Hydra's default run directories go in (conf/hydra/output/cifarx.yaml)

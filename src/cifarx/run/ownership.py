@@ -15,6 +15,16 @@ CLAIMED: dict[Path, bool] = {}
 # The folders above each claimed run directory that the claim created (outputs/, outputs/train/ on a
 # first run), deepest first: a run that leaves nothing removes them too, when they are still empty.
 MADE_PARENTS: dict[Path, list[Path]] = {}
+# The folders above Hydra's default run directory that did not exist before Hydra started (the CLI
+# notes them): Hydra makes them with the run directory, so its claim cannot see they were new.
+MISSING_BEFORE_HYDRA: list[Path] = []
+
+
+def note_missing_folders(folder: str | os.PathLike) -> None:
+    """Before Hydra makes a run directory under ``folder``: note which of ``folder`` and its
+    parents do not exist yet, so a run that leaves nothing removes them again (if still empty)."""
+    folder = Path(folder).resolve()
+    MISSING_BEFORE_HYDRA[:] = list(itertools.takewhile(lambda p: not p.exists(), [folder, *folder.parents]))
 
 
 def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
@@ -61,6 +71,9 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     if found:
         raise refuse(found)
     made_parents = list(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
+    if job_name is not None:  # a directory Hydra made: its parents are new if they were missing before Hydra
+        made_parents = [p for p in MISSING_BEFORE_HYDRA if p in path.parents]
+        MISSING_BEFORE_HYDRA.clear()
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock_run_dir(path)
