@@ -80,6 +80,21 @@ def test_augmentation_fills_the_uncovered_border_with_fill_value():
     assert inside.min() >= 6 * 6  # at most 2 pixels (0.25 * 8) shifted out on each axis
 
 
+def test_reflect_fill_is_airbench_s_crop_of_a_reflect_padded_batch():
+    x = np.random.default_rng(1).random((32, 32, 32, 3)).astype("float32")
+    layer = RandomFlipShift(flip=True, shift=0.0625, reflect=True, fill_value=-5.0, seed=4)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    for i in range(len(x)):  # every output: a 32x32 crop of the 2-pixel reflect-padded image, mirrored or not
+        crops = [np.pad(img, ((2, 2), (2, 2), (0, 0)), mode="reflect")[a:a + 32, b:b + 32]
+                 for img in (x[i], x[i][:, ::-1]) for a in range(5) for b in range(5)]
+        assert any(np.array_equal(y[i], crop) for crop in crops), i
+    assert not (y == -5.0).any()  # nothing is filled
+    cfg = compose("train", ["data=augment", "data.augment.fill=reflect", "model.filters=[4,4,4]"])
+    model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)
+    assert model.get_layer("augment").reflect is True
+    assert RandomFlipShift.from_config(model.get_layer("augment").get_config()).reflect is True
+
+
 def test_augmentation_layer_survives_save_and_load(tmp_path):
     cfg = compose("train", ["data=augment", "model.filters=[4,4,4]"])
     model = build_model(cfg.model, cfg.data, tiny_dataset(), seed=0)

@@ -71,12 +71,18 @@ class Checkpoint(StrEnum):
     last = "last"
 
 
+class Fill(StrEnum):
+    constant = "constant"  # data.augment.fill_value
+    reflect = "reflect"  # the image mirrored at its edge (airbench's reflect-padded crop)
+
+
 @dataclass
 class AugmentConfig:
     enabled: bool = False
     flip: bool = True  # random horizontal flip
     shift: float = 0.125  # max shift as a fraction of height/width (0.125 of 32 = 4 px)
     fill_value: float = 0.0  # constant fill for shifted-in pixels, after normalisation
+    fill: Fill = Fill.constant  # what a shift brings in: fill_value, or the image mirrored at its edge
     alternate_flip: bool = False  # with flip: each epoch mirrors exactly the images the one before did not (airbench94)
 
     def __post_init__(self) -> None:

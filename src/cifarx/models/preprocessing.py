@@ -15,7 +15,9 @@ PACKAGE = "cifarx"
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RandomFlipShift(layers.Layer):
-    """Random horizontal flip and integer shift with constant fill, for a whole batch at once.
+    """Random horizontal flip and integer shift, for a whole batch at once; the pixels a shift
+    brings in are ``fill_value``, or with ``reflect`` the image mirrored at its edge (airbench's
+    random crop of a reflect-padded batch).
 
     The report's ImageDataGenerator(horizontal_flip=True, width/height_shift_range=0.125,
     fill_mode='constant', cval=0): a random crop of the zero-padded batch, done as row and
@@ -25,11 +27,12 @@ class RandomFlipShift(layers.Layer):
     """
 
     def __init__(self, flip: bool = True, shift: float = 0.125, fill_value: float = 0.0,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, reflect: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.flip = flip
         self.shift = shift
         self.fill_value = fill_value
+        self.reflect = bool(reflect)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
@@ -55,13 +58,15 @@ class RandomFlipShift(layers.Layer):
         # slow int64 paths on TensorFlow CPU; padding first costs a copy and bigger matmuls).
         rows = dy - pad_h + ops.arange(height, dtype="int32")[None, :]
         cols = dx - pad_w + ops.arange(width, dtype="int32")[None, :]
+        if self.reflect:  # a source past the edge is its mirror image inside (the edge not repeated)
+            rows, cols = _reflected(rows, height), _reflected(cols, width)
         if flip is not None:
             cols = ops.where(flip, (width - 1) - cols, cols)
         pick_rows = self._selection(rows, height, x.dtype)  # (batch, out row, source row)
         pick_cols = self._selection(cols, width, x.dtype)  # (batch, out col, source col)
         x = ops.einsum("bhp,bpwc->bhwc", pick_rows, x)
         x = ops.einsum("bwq,bhqc->bhwc", pick_cols, x)
-        if self.fill_value:
+        if self.fill_value and not self.reflect:
             inside = ops.sum(pick_rows, axis=2)[:, :, None, None] * ops.sum(pick_cols, axis=2)[:, None, :, None]
             x = x + (1.0 - inside) * ops.cast(self.fill_value, x.dtype)
         return x
@@ -76,7 +81,13 @@ class RandomFlipShift(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "flip": self.flip, "shift": self.shift,
-                "fill_value": self.fill_value, "seed": self.seed}
+                "fill_value": self.fill_value, "seed": self.seed, "reflect": self.reflect}
+
+
+def _reflected(index, size: int):
+    """Indices off ``[0, size)`` mirrored back in at the edge, as reflect padding reads them."""
+    index = ops.abs(index)
+    return ops.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -140,5 +151,5 @@ def input_pipeline(inputs, *, normalize: str, stats=None, augment=None, seed=Non
     if augment is not None and augment.enabled:
         flip = bool(augment.flip) and not getattr(augment, "alternate_flip", False)  # else the feed flips
         x = RandomFlipShift(flip=flip, shift=augment.shift, fill_value=augment.fill_value,
-                            seed=seed, name="augment")(x)
+                            reflect=str(augment.get("fill", "constant")) == "reflect", seed=seed, name="augment")(x)
     return x
