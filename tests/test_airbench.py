@@ -155,13 +155,18 @@ def test_lookahead_is_built_for_the_run_s_length_and_must_score_the_last_weights
     from cifarx.errors import ConfigError
     from cifarx.training.optim import build_optimizer
 
-    cfg = compose("train", ["optimizer=sgd_lookahead", "optimizer.weight_decay=0.01", "trainer.evaluate=last",
-                            "trainer.epochs=3"])
+    cfg = compose("train", ["optimizer=sgd_lookahead", "optimizer.weight_decay=0.01", "optimizer.momentum=0",
+                            "trainer.evaluate=last", "trainer.epochs=3"])
     validate_train(cfg)  # SGD's own arguments (weight_decay, learning_rate) are the subclass's too
     optimizer = build_optimizer(cfg.optimizer, instantiate(cfg.schedule, "schedule"), steps_per_epoch=10, epochs=3)
     assert optimizer.total_steps == 30 and optimizer.weight_decay == 0.01 and optimizer.lookahead_every == 5
+    assert optimizer.momentum == 0.0  # an int from the command line, a float for SGD (its parent's argument)
+    cfg.optimizer.lookahead_every = 0
+    with pytest.raises(ConfigError, match="optimizer.lookahead_every=0 must be an integer >= 1"):
+        validate_train(cfg)
+    cfg.optimizer.lookahead_every = 5
     cfg.trainer.evaluate = "best"
-    with pytest.raises(ConfigError, match="optimizer.lookahead_every averages the weights"):
+    with pytest.raises(ConfigError, match="best.keras would hold weights between resets"):
         validate_train(cfg)
 
 

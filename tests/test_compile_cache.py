@@ -48,7 +48,8 @@ def test_a_second_run_loads_every_step_from_the_cache_and_no_step_compiles_per_b
     # The fresh process needs the same executables and compiles none of them: all come from the cache.
     assert warm["requests"] == cold["requests"] and warm["compiles"] == 0 and warm["cache_hits"] == warm["requests"]
     assert warm["compile_seconds"] < cold["compile_seconds"]
-    assert json.loads((tmp_path / "cold" / "metrics.json").read_text())["backend"] == "jax"
+    cold_metrics = json.loads((tmp_path / "cold" / "metrics.json").read_text())
+    assert cold_metrics["backend"] == "jax" and cold_metrics["test_count"] == 40
     assert json.loads((tmp_path / "ext" / "features.json").read_text())["dim"] == 8
     scored = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert scored["test_accuracy"] == json.loads((tmp_path / "cold" / "metrics.json").read_text())["test_accuracy"]

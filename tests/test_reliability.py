@@ -261,3 +261,40 @@ def test_checkpoint_every_n_epochs_resumes_from_the_last_saved_one_to_the_same_n
     assert [metrics(part)[k] for k in KEYS] == [metrics(straight4)[k] for k in KEYS]
     with open(part / "history.csv") as f, open(straight4 / "history.csv") as g:
         assert list(csv.reader(f)) == list(csv.reader(g))
+
+
+def test_a_lookahead_run_killed_mid_training_resumes_to_the_same_numbers(tmp_path, data, monkeypatch):
+    """optimizer=sgd_lookahead: the average lives in the optimizer's state, saved with last.keras,
+    so a resumed run continues it (and its decay's place in the run) exactly; it cannot be lengthened."""
+    from cifarx.training.callbacks import AtomicCheckpoint
+
+    recipe = ("trainer.epochs=3", "optimizer=sgd_lookahead", "optimizer.learning_rate=0.05", "trainer.evaluate=last")
+    straight = tmp_path / "straight"
+    _train_inprocess(straight, data, *recipe)
+    commit = AtomicCheckpoint.commit
+
+    def killing_commit(self):
+        if self._pending and self._pending[0] == 2:
+            raise _Killed
+        commit(self)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(AtomicCheckpoint, "commit", killing_commit)
+    with pytest.raises(_Killed):
+        _train_inprocess(part, data, *recipe)
+    monkeypatch.undo()
+    _train_inprocess(part, data, f"resume={part}")
+    assert [metrics(part)[k] for k in KEYS] == [metrics(straight)[k] for k in KEYS]
+    longer = run_cli(["train", f"resume={part}", "trainer.epochs=5"], cwd=tmp_path)
+    assert longer.returncode == 2 and "optimizer LookaheadSGD of run" in longer.stderr and "ends at its 3 epochs" in longer.stderr
+
+
+def test_resume_may_change_how_steps_run_but_nothing_else(tmp_path, two_epochs):
+    from cifarx.run.resume import problem, resume_config
+    from conftest import compose
+
+    assert problem(["resume=x", "trainer.run_eagerly=false", "trainer.epochs=3"], multirun=False) is None
+    part = tmp_path / "p"
+    shutil.copytree(two_epochs, part)
+    saved = resume_config(compose("train", [f"resume={part}"]), ["trainer.run_eagerly=false", "trainer.epochs=3"])
+    assert saved.trainer.run_eagerly is False and saved.trainer.epochs == 3

@@ -176,6 +176,10 @@ def _run_hydra_command(name: str, rest: list[str], started: float) -> int:
         from cifarx.sweep import report_interrupted
 
         return report_interrupted(name, split_overrides(rest))
+    finally:
+        from cifarx.run.ownership import MISSING_BEFORE_HYDRA
+
+        MISSING_BEFORE_HYDRA.clear()  # this invocation's note, never the next one's
     return 0
 
 

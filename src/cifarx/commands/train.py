@@ -173,6 +173,7 @@ def _prepare_model(setup: TrainSetup):
     if setup.checkpointed:
         with setup.scope():
             model = load_model(run.file("last.keras"))  # weights, optimizer state, schedule position
+        model.run_eagerly = bool(cfg.trainer.run_eagerly)  # how steps run is this process's choice, not the file's
     else:  # a new run, or one killed before its first checkpoint: it starts from epoch 0 in place
         model = setup.new_model()
     lines: list[str] = []

@@ -133,11 +133,17 @@ def accepted(target) -> list[str]:
     as its parent's arguments (a class that extends a Keras optimizer passes them on)."""
     if dataclasses.is_dataclass(target):
         return [f.name for f in dataclasses.fields(target) if f.init]
-    params = inspect.signature(target).parameters.values()
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if isinstance(target, type) and any(p.kind == p.VAR_KEYWORD for p in params) and len(target.__mro__) > 2:
-        names += [name for name in accepted(target.__mro__[1]) if name not in names]
-    return names
+    return list(_named_parameters(target))
+
+
+def _named_parameters(target) -> dict[str, inspect.Parameter]:
+    """``target``'s named parameters, and for a subclass whose ``**kwargs`` go to its parent, the
+    parent's too (its own first)."""
+    params = inspect.signature(target).parameters
+    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if isinstance(target, type) and any(p.kind == p.VAR_KEYWORD for p in params.values()) and len(target.__mro__) > 2:
+        named.update({k: p for k, p in _named_parameters(target.__mro__[1]).items() if k not in named})
+    return named
 
 
 def check_arguments(node, group: str, runtime: tuple[str, ...] = ()) -> type:
@@ -189,6 +195,6 @@ def instantiate(node, group: str, **runtime) -> Any:
 def _floats_where_floats_are_meant(target, args: dict[str, Any]) -> dict[str, float]:
     """YAML and the command line read ``momentum=0`` as an int; an argument whose default is a
     float gets a float (Keras' optimizers refuse an int momentum)."""
-    params = inspect.signature(target).parameters
+    params = _named_parameters(target)
     return {k: float(v) for k, v in args.items() if isinstance(v, int) and not isinstance(v, bool)
             and k in params and isinstance(params[k].default, float)}

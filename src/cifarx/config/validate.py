@@ -106,10 +106,17 @@ def validate_train_config(cfg: DictConfig) -> None:
         require(not cfg.trainer.early_stopping,
                 f"trainer.early_stopping={cfg.trainer.early_stopping} needs a validation split (split=holdout or "
                 "data.val_fraction > 0): without one it would stop by training accuracy")
-    averaging = "optimizer.use_ema" if cfg.optimizer.get("use_ema") else (
-        "optimizer.lookahead_every" if "lookahead_every" in cfg.optimizer else None)
-    if averaging:
+    if cfg.optimizer.get("use_ema"):
         require(cfg.trainer.evaluate == Checkpoint.last,
-                f"{averaging} averages the weights only when training ends, so best.keras would hold raw "
+                "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
                 "weights: set trainer.evaluate=last")
+    if "lookahead_every" in cfg.optimizer:
+        every, decay = cfg.optimizer.lookahead_every, cfg.optimizer.get("lookahead_decay", 0.0)
+        require(isinstance(every, int) and every >= 1 and 0 <= decay <= 1,
+                f"optimizer.lookahead_every={every} must be an integer >= 1 and optimizer.lookahead_decay={decay} "
+                "in [0, 1]")
+        require(cfg.trainer.evaluate == Checkpoint.last,
+                "optimizer.lookahead_every: the lookahead's weights are its average only at every "
+                f"{cfg.optimizer.lookahead_every}th step and at the end, so best.keras would hold weights between "
+                "resets: set trainer.evaluate=last")
     check_optimizer(cfg.optimizer)  # last: it imports Keras

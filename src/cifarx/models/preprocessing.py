@@ -52,7 +52,8 @@ class RandomFlipShift(layers.Layer):
         dy = keras.random.randint((batch, 1), 0, 2 * pad_h + 1, seed=self.seed_generator, dtype="int32")
         dx = keras.random.randint((batch, 1), 0, 2 * pad_w + 1, seed=self.seed_generator, dtype="int32")
         # Output pixel (r, c) comes from source row r + dy - pad_h and column c + dx - pad_w, or,
-        # flipped, column (width - 1) - (c + dx - pad_w); sources outside the image are fill.
+        # flipped, column (width - 1) - (c + dx - pad_w); sources outside the image are fill (or,
+        # with reflect, their mirror image inside).
         # Flip and shift are one row and one column selection per image, applied as two small
         # batched matmuls with 0/1 matrices: exact, and fast on every backend (a gather hits
         # slow int64 paths on TensorFlow CPU; padding first costs a copy and bigger matmuls).

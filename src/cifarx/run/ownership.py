@@ -44,6 +44,8 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     from cifarx.run.rundir import LOCK_FILE, is_locked, lock_run_dir
 
     path = Path(path).resolve()  # as Hydra does: abspath, no '~' expansion
+    noted = MISSING_BEFORE_HYDRA[:] if job_name is not None else []  # taken once: the note is for this claim
+    MISSING_BEFORE_HYDRA.clear()
     if path in CLAIMED:
         return
     existed = path.exists()
@@ -72,8 +74,7 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
         raise refuse(found)
     made_parents = list(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
     if job_name is not None:  # a directory Hydra made: its parents are new if they were missing before Hydra
-        made_parents = [p for p in MISSING_BEFORE_HYDRA if p in path.parents]
-        MISSING_BEFORE_HYDRA.clear()
+        made_parents = [p for p in noted if p in path.parents]
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock_run_dir(path)

@@ -16,8 +16,8 @@ from cifarx.run.atomic_io import read_record
 log = logging.getLogger("cifarx")
 
 # What `resume=` may change: the length of the run (to finish or extend it), whether it may go on
-# with data whose content changed, and Hydra's own keys.
-RESUME_OVERRIDES = ("trainer.epochs", "resume_new_data")
+# with data whose content changed, whether steps run eagerly (how, not what), and Hydra's own keys.
+RESUME_OVERRIDES = ("trainer.epochs", "resume_new_data", "trainer.run_eagerly")
 
 
 def problem(overrides: list[str], multirun: bool) -> str | None:
@@ -90,6 +90,8 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             saved.trainer.epochs = _int(value, key)
         elif key == "resume_new_data":
             saved.resume_new_data = value.strip().lower() in ("true", "1", "yes")
+        elif key == "trainer.run_eagerly":
+            saved.trainer.run_eagerly = value.strip().lower() in ("true", "1", "yes")
     saved.resume = str(run_dir)
     check_ranges(saved)  # the ranges validate_common checks for a new run
     validate_train_config(saved)
@@ -105,14 +107,17 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     from cifarx.config.build import instantiate
 
     fixed = instantiate(saved.schedule, "schedule").fixed_length
+    what, beyond = f"schedule={saved.schedule.get('name')}", "at the final learning rate"
+    if not fixed and "total_steps" in saved.optimizer:  # optimizer=sgd_lookahead: its averaging spans the run
+        fixed, what, beyond = True, f"optimizer {saved.optimizer._target_.rsplit('.', 1)[-1]}", "at its final averaging"
     if fixed and int(saved.trainer.epochs) > planned:
-        raise ConfigError(f"schedule={saved.schedule.get('name')} of run {run_dir} ends at its {planned} epochs; "
-                          f"trainer.epochs={saved.trainer.epochs} would train on at the final learning rate "
+        raise ConfigError(f"{what} of run {run_dir} ends at its {planned} epochs; "
+                          f"trainer.epochs={saved.trainer.epochs} would train on {beyond} "
                           "(start a new run with more epochs)")
     status = read_record(run_dir / STATUS_FILE).get("status")
     if done >= total and status == "completed":
         raise ConfigError(f"run {run_dir} is complete ({done} epochs{', stopped early' if stage1 < planned else ''}); " + (
-            "its schedule ends there: start a new run with more epochs" if fixed
+            f"its {what.split('=')[0]} ends there: start a new run with more epochs" if fixed
             else f"pass trainer.epochs > {int(saved.trainer.epochs)} to extend it"))
     check_data(saved, run_dir)
     return saved

@@ -58,14 +58,20 @@ class LookaheadSGD(keras.optimizers.SGD):
     average (Keras' ``finalize_variable_values``), so evaluate the last weights, not the best.
 
     Built on Keras' own weight average (``use_ema``): the average is an optimizer variable, saved
-    in every checkpoint, so a resumed run continues it exactly. ``total_steps`` is the run's
-    length in optimizer steps; cifarx passes it (``build_optimizer``).
+    in every checkpoint, so a resumed run continues it exactly (a run cannot be lengthened: the
+    decay spans it). ``total_steps`` is the run's length in optimizer steps; cifarx passes it
+    (``build_optimizer``). Two differences from airbench94: the average holds the trainable weights
+    only (BatchNorm's moving statistics follow the weights as trained), and it starts from the
+    weights after the first step, not before it.
     """
 
     def __init__(self, lookahead_every: int = 5, lookahead_decay: float = 0.95**5, total_steps: int | None = None,
                  **kwargs):
         for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
             kwargs.pop(key, None)  # from get_config: they are the lookahead's own
+        if int(lookahead_every) < 1 or not 0.0 <= float(lookahead_decay) <= 1.0:
+            raise ValueError(f"lookahead_every={lookahead_every} must be >= 1 and lookahead_decay={lookahead_decay} "
+                             "in [0, 1]")
         super().__init__(use_ema=True, ema_momentum=float(lookahead_decay),
                          ema_overwrite_frequency=int(lookahead_every), **kwargs)
         self.lookahead_every, self.lookahead_decay = int(lookahead_every), float(lookahead_decay)
