@@ -83,8 +83,8 @@ def _private_config_home(tmp_path_factory):
 # The modules that take longest (summed test seconds on 2 cores), started first: with
 # `--dist loadscope` each module goes whole to the next free worker in collection order, so the
 # long ones first let the two workers finish together instead of one waiting on the other.
-LONGEST_FIRST = ["test_compile_cache", "test_search", "test_tracking", "test_hostile_runs", "test_reliability",
-                 "test_sweeps", "test_feed", "test_vgg", "test_export"]
+LONGEST_FIRST = ["test_reliability", "test_search", "test_tracking", "test_hostile_runs", "test_compile_cache",
+                 "test_sweeps", "test_export", "test_feed", "test_full_disk", "test_vgg", "test_screen", "test_epochs"]
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -114,7 +114,7 @@ def test_a_resumed_feed_repeats_the_epochs_of_an_uninterrupted_one(arrays):
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_a_run_that_resumes_to_the_same_numbers(tmp_path):
     """kill -9 during training (no handler runs) -> resume= finishes it exactly as a straight run."""
-    root = write_batches_dir(tmp_path / "data", train_per_class=40, test_per_class=4)
+    root = write_batches_dir(tmp_path / "data", train_per_class=24, test_per_class=4)
     common = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "model.filters=[4,8,8]",
               "trainer.batch_size=16", "data=augment", "trainer.epochs=6"]
     env = {"CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
