@@ -47,12 +47,13 @@ def _states(study) -> list[str]:
     return sorted(t.state.name for t in study.get_trials() if not t.user_attrs.get("surplus"))
 
 
-def test_two_worker_processes_share_one_study_in_a_journal_file(tmp_path, data):
+def test_two_worker_processes_share_one_study_in_a_journal_file(tmp_path, data, capfd):
     out = tmp_path / "search"
     result = run_cli(_args(data, out, "search.n_trials=3", "search.workers=2", "search.pruner=none", epochs=1),
-                     cwd=tmp_path, subprocess_=True)
+                     cwd=tmp_path)  # the launcher in this process; its two workers are processes of their own
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("cifarx search: study 'simple_cnn_optuna'") == 3  # two workers, then the launcher
+    printed = result.stdout + capfd.readouterr().out  # the workers write to this process's own stdout
+    assert printed.count("cifarx search: study 'simple_cnn_optuna'") == 3  # two workers, then the launcher
     study = _study(out)
     assert _states(study) == ["COMPLETE"] * 3
     assert {t.user_attrs["worker"]["worker"] for t in study.get_trials()} <= {0, 1}
