@@ -112,7 +112,7 @@ def validate_train_config(cfg: DictConfig) -> None:
                 "weights: set trainer.evaluate=last")
     if "lookahead_every" in cfg.optimizer:
         every, decay = cfg.optimizer.lookahead_every, cfg.optimizer.get("lookahead_decay", 0.0)
-        require(isinstance(every, int) and every >= 1 and 0 <= decay <= 1,
+        require(isinstance(every, int) and every >= 1 and isinstance(decay, (int, float)) and 0 <= decay <= 1,
                 f"optimizer.lookahead_every={every} must be an integer >= 1 and optimizer.lookahead_decay={decay} "
                 "in [0, 1]")
         require(cfg.trainer.evaluate == Checkpoint.last,
