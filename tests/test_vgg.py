@@ -121,12 +121,12 @@ def test_vgg16_one_epoch_end_to_end(tmp_path):
 
     root = write_batches_dir(tmp_path / "data", train_per_class=6, test_per_class=2)
     result = run_cli(["train", "model=vgg16", "model.weights=null", f"data.root={root}",
-                      f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1", "trainer.batch_size=16",
-                      "figures=true"], cwd=tmp_path)
+                      f"data.cache_dir={tmp_path / 'c'}", "trainer.epochs=1", "trainer.batch_size=16"],
+                     cwd=tmp_path)  # figures off (conftest): every model's figures are test_train_e2e's
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = (tmp_path / "outputs" / "train").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"] == "vgg16" and metrics["params"] == 14_714_688 + HEAD_TOTAL
     assert metrics["preprocessing"] == "zscore"  # random init: the data config decides
-    for name in ("model.keras", "confusion_matrix.csv", "curves.png", "classification_report.json"):
+    for name in ("model.keras", "confusion_matrix.csv", "history.csv", "classification_report.json"):
         assert (run / name).exists()
