@@ -66,7 +66,7 @@ def parse(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def help_for(command: str, args: Sequence[str]) -> tuple[str, str | None]:
     """(the help text, or a one-line problem)."""
-    from cifarx.config.composition import register_resolvers
+    from cifarx.config.composition import compose, register_resolvers
     from cifarx.config.groups import experiment_problem, unoffered_problem
     from cifarx.config.messages import describe_compose_error
     from cifarx.config.preflight import sweep_variants
@@ -79,19 +79,10 @@ def help_for(command: str, args: Sequence[str]) -> tuple[str, str | None]:
     if problem:
         return "", problem
     try:
-        cfg = _compose(command, plain)
+        cfg = compose(command, plain, hydra_config=True)
     except Exception as exc:  # Hydra wraps everything; we only need the message
         return "", describe_compose_error(exc, command, plain)
     return render(command, cfg, topic)
-
-
-def _compose(command: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from cifarx.config.schema import config_dir
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-        return compose(config_name=command, overrides=overrides, return_hydra_config=True)
 
 
 def render(command: str, cfg, topic: str | None) -> tuple[str, str | None]:

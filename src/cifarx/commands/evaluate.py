@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.config.validate import require_exists
+from cifarx.config.validate import validate_data
 from cifarx.errors import require
 from cifarx.run.rundir import RunDir, read_history, read_json, require_run
 
@@ -19,7 +19,7 @@ def validate_evaluate(cfg: DictConfig) -> None:
     require(not OmegaConf.is_missing(cfg, "run"),
             "no run given: `cifarx evaluate run=<train run dir>` (run directories are under outputs/train/)")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    require_exists("data.root", cfg.data.root)
+    validate_data(cfg.data)
 
 
 def run_evaluate(cfg, run: RunDir) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.config.validate import require_exists
+from cifarx.config.validate import validate_data
 from cifarx.errors import RunError, one_line, require
 from cifarx.run.rundir import RunDir, hardware, package_versions, read_json, require_run
 
@@ -420,7 +420,7 @@ def validate_export(cfg: DictConfig) -> None:
         problem = missing_runtime(formats[0])
         require(problem is None, problem or "")
     require_run(cfg.run, "train", needs=(f"{cfg.checkpoint}.keras",))
-    require_exists("data.root", cfg.data.root)
+    validate_data(cfg.data)
 
 
 def run_export(cfg, run: RunDir) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from cifarx.config.validate import require_exists, validate_data
+from cifarx.config.validate import validate_data
 from cifarx.errors import ConfigError, RunError, require
 from cifarx.run.rundir import RunDir, atomic_path, check_keras_file, read_json, require_run
 
@@ -96,8 +96,7 @@ def validate_extract(cfg: DictConfig) -> None:
         require(Path(str(cfg.model_path)).expanduser().is_file(), f"model_path='{cfg.model_path}' is not a file")
         if str(cfg.model_path).endswith(".keras"):
             check_keras_file(Path(str(cfg.model_path)).expanduser(), f"model_path='{cfg.model_path}'")
-        validate_data(cfg.data)
-    require_exists("data.root", cfg.data.root)
+    validate_data(cfg.data)
 
 
 def run_extract(cfg, run: RunDir) -> dict[str, Any]:

@@ -25,26 +25,26 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("cifarx_pid", run_dir_suffix, use_cache=True)
 
 
-def compose(command: str, overrides: list[str]):
-    """The real config, composed as the CLI does (schemas registered, resolvers on)."""
+def compose(command: str, overrides: list[str], hydra_config: bool = False):
+    """The real config, composed as the CLI does (schemas registered, resolvers on); with
+    ``hydra_config`` its ``hydra`` node too."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-        return hydra_compose(config_name=command, overrides=overrides)
+        return hydra_compose(config_name=command, overrides=overrides, return_hydra_config=hydra_config)
 
 
 def compose_quietly(command: str, overrides: list[str]):
     """The command's config with these overrides, or None when they do not compose."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose as hydra_compose
     from hydra.core.global_hydra import GlobalHydra
 
-    register_resolvers()
     try:
         if GlobalHydra.instance().is_initialized():  # inside a Hydra job: its config search path is this one
-            return compose(config_name=command, overrides=overrides)
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-            return compose(config_name=command, overrides=overrides)
+            register_resolvers()
+            return hydra_compose(config_name=command, overrides=overrides)
+        return compose(command, overrides)
     except Exception:
         return None

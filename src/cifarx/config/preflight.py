@@ -12,14 +12,12 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     Returns a one-line error message, or None when the config is good. Catching errors here
     means a bad override never leaves a half-made run directory behind.
     """
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from cifarx.commands.registry import validate
-    from cifarx.config.composition import register_resolvers
+    from cifarx.config.composition import compose, register_resolvers
     from cifarx.config.groups import experiment_problem, launcher_problem, unoffered_problem
     from cifarx.config.messages import describe_compose_error
-    from cifarx.config.schema import config_dir
     from cifarx.errors import CifarxError
 
     register_resolvers()
@@ -32,8 +30,7 @@ def preflight(command: str, overrides: list[str]) -> str | None:
     if problem:
         return problem
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=command):
-            cfg = compose(config_name=command, overrides=plain)
+        cfg = compose(command, plain)
     except Exception as exc:  # Hydra wraps everything; we only need the message
         return describe_compose_error(exc, command, plain)
     try:

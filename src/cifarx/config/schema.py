@@ -10,6 +10,7 @@ messages (cifarx.config.validate runs them once, with ``OmegaConf.to_object``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -383,6 +384,7 @@ class DataStatsConfig:
         _check_seed(self.seed)
 
 
+@functools.cache  # Hydra's ConfigStore keeps them for the process: once is enough
 def register_configs() -> None:
     """Primary schemas per command, and group schemas that the group YAML files extend
     (``- /schema_data@_here_``); kept outside the groups so they are not options."""

@@ -72,12 +72,6 @@ def validate_data(data: DataConfig | DictConfig) -> None:
                 "cifar-10-python.tar.gz, an image folder with train/ and test/, or a .zip of one)")
 
 
-def require_exists(key: str, value) -> None:
-    """A path a command reads must exist (None: not given)."""
-    if value is not None:
-        require(Path(str(value)).expanduser().exists(), f"{key}='{value}' does not exist")
-
-
 def check_optimizer(opt_cfg) -> None:
     """What can be checked without making the optimizer (that would start TensorFlow's runtime
     before the trainer sets its threads): a Keras optimizer class that takes every key given, and
@@ -110,13 +104,13 @@ def validate_train_config(cfg: DictConfig) -> None:
         require(cfg.trainer.evaluate == Checkpoint.last,
                 "optimizer.use_ema averages the weights only when training ends, so best.keras would hold raw "
                 "weights: set trainer.evaluate=last")
+    check_optimizer(cfg.optimizer)  # it imports Keras: the cheap checks come first
     if "lookahead_every" in cfg.optimizer:
-        every, decay = cfg.optimizer.lookahead_every, cfg.optimizer.get("lookahead_decay", 0.0)
-        require(isinstance(every, int) and every >= 1 and isinstance(decay, (int, float)) and 0 <= decay <= 1,
-                f"optimizer.lookahead_every={every} must be an integer >= 1 and optimizer.lookahead_decay={decay} "
-                "in [0, 1]")
+        from cifarx.training.optim import lookahead_problem
+
+        every = cfg.optimizer.lookahead_every
+        problem = lookahead_problem(every, cfg.optimizer.get("lookahead_decay", 0.0))
+        require(problem is None, problem or "")
         require(cfg.trainer.evaluate == Checkpoint.last,
-                "optimizer.lookahead_every: the lookahead's weights are its average only at every "
-                f"{cfg.optimizer.lookahead_every}th step and at the end, so best.keras would hold weights between "
-                "resets: set trainer.evaluate=last")
-    check_optimizer(cfg.optimizer)  # last: it imports Keras
+                f"optimizer.lookahead_every: the lookahead's weights are its average only at every {every}th step "
+                "and at the end, so best.keras would hold weights between resets: set trainer.evaluate=last")

@@ -89,9 +89,9 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         if key == "trainer.epochs":
             saved.trainer.epochs = _int(value, key)
         elif key == "resume_new_data":
-            saved.resume_new_data = value.strip().lower() in ("true", "1", "yes")
+            saved.resume_new_data = _true(value)
         elif key == "trainer.run_eagerly":
-            saved.trainer.run_eagerly = value.strip().lower() in ("true", "1", "yes")
+            saved.trainer.run_eagerly = _true(value)
     saved.resume = str(run_dir)
     check_ranges(saved)  # the ranges validate_common checks for a new run
     validate_train_config(saved)
@@ -107,9 +107,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     from cifarx.config.build import instantiate
 
     fixed = instantiate(saved.schedule, "schedule").fixed_length
-    what, beyond = f"schedule={saved.schedule.get('name')}", "at the final learning rate"
+    noun, what, beyond = "schedule", f"schedule={saved.schedule.get('name')}", "at the final learning rate"
     if not fixed and "total_steps" in saved.optimizer:  # optimizer=sgd_lookahead: its averaging spans the run
-        fixed, what, beyond = True, f"optimizer {saved.optimizer._target_.rsplit('.', 1)[-1]}", "at its final averaging"
+        fixed, beyond = True, "at its final averaging"
+        noun, what = "optimizer", f"optimizer {saved.optimizer._target_.rsplit('.', 1)[-1]}"
     if fixed and int(saved.trainer.epochs) > planned:
         raise ConfigError(f"{what} of run {run_dir} ends at its {planned} epochs; "
                           f"trainer.epochs={saved.trainer.epochs} would train on {beyond} "
@@ -117,10 +118,14 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     status = read_record(run_dir / STATUS_FILE).get("status")
     if done >= total and status == "completed":
         raise ConfigError(f"run {run_dir} is complete ({done} epochs{', stopped early' if stage1 < planned else ''}); " + (
-            f"its {what.split('=')[0]} ends there: start a new run with more epochs" if fixed
+            f"its {noun} ends there: start a new run with more epochs" if fixed
             else f"pass trainer.epochs > {int(saved.trainer.epochs)} to extend it"))
     check_data(saved, run_dir)
     return saved
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
 
 
 def _int(value: str, key: str) -> int:

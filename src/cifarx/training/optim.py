@@ -49,6 +49,13 @@ def current_lr(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(lr))
 
 
+def lookahead_problem(every, decay) -> str | None:
+    """What is wrong with a lookahead's settings (pre-flight and LookaheadSGD both ask), or None."""
+    if isinstance(every, int) and every >= 1 and isinstance(decay, (int, float)) and 0 <= decay <= 1:
+        return None
+    return f"optimizer.lookahead_every={every} must be an integer >= 1 and optimizer.lookahead_decay={decay} in [0, 1]"
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LookaheadSGD(keras.optimizers.SGD):
     """SGD with airbench94's lookahead: every ``lookahead_every`` steps an average of the weights
@@ -69,9 +76,9 @@ class LookaheadSGD(keras.optimizers.SGD):
                  **kwargs):
         for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
             kwargs.pop(key, None)  # from get_config: they are the lookahead's own
-        if int(lookahead_every) < 1 or not 0.0 <= float(lookahead_decay) <= 1.0:
-            raise ValueError(f"lookahead_every={lookahead_every} must be >= 1 and lookahead_decay={lookahead_decay} "
-                             "in [0, 1]")
+        problem = lookahead_problem(lookahead_every, lookahead_decay)
+        if problem:
+            raise ValueError(problem)
         super().__init__(use_ema=True, ema_momentum=float(lookahead_decay),
                          ema_overwrite_frequency=int(lookahead_every), **kwargs)
         self.lookahead_every, self.lookahead_decay = int(lookahead_every), float(lookahead_decay)
