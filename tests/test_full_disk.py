@@ -168,20 +168,24 @@ def test_extract_full_disk_is_an_error_not_a_sigbus(trained, disk):
 @pytest.mark.parametrize("where", ["hydra.run.dir", "default", "sweep"])
 def test_classic_with_no_byte_free_fails_in_hydras_own_writes_and_leaves_nothing(trained, disk, where):
     """0 bytes free: Hydra's own first write (.hydra/config.yaml, or a sweep's multirun.yaml),
-    before cifarx's task, is what fails. The folder, the lock and Hydra's files this invocation
-    made go; one line, no traceback."""
+    before cifarx's task, is what fails. The folder, the lock, Hydra's files and the folders above
+    the run this invocation made go (an empty folder takes no space, so they were made); one line,
+    no traceback. A sweep's folders above its own were there before."""
     tmp, root, cache, _ = trained
-    parents = ("outputs", "outputs/classic", *(("outputs/classic/multirun",) if where == "sweep" else ()))
-    (disk.mount / parents[-1]).mkdir(parents=True)
+    parents = ("outputs", "outputs/classic", "outputs/classic/multirun") if where == "sweep" else ()
+    if parents:
+        (disk.mount / parents[-1]).mkdir(parents=True)
     disk.fill()
     args = ["classic", *(["-m", "seed=1,2"] if where == "sweep" else []), "features=pixels", f"data.root={root}",
             f"data.cache_dir={cache}"]
-    if where == "hydra.run.dir":
-        args.append(f"hydra.run.dir={disk.mount / 'classic_run'}")
+    if where == "hydra.run.dir":  # two new folders: the claim makes runs/ too
+        args.append(f"hydra.run.dir={disk.mount / 'runs' / 'classic_run'}")
     before = snapshot(tmp)
     result = run_cli(args, cwd=tmp if where == "hydra.run.dir" else disk.mount)
     run = Path(result.stderr.split("device (", 1)[-1].split(")")[0])  # the folder the line names
-    assert run == disk.mount / "classic_run" if where == "hydra.run.dir" else run.parent == disk.mount / parents[-1]
+    expected = {"hydra.run.dir": disk.mount / "runs" / "classic_run", "default": disk.mount / "outputs" / "classic",
+                "sweep": disk.mount / "outputs" / "classic" / "multirun"}[where]
+    assert (run if where == "hydra.run.dir" else run.parent) == expected
     assert_one_line_failure(result, "classic", run, disk, status="discarded", there_before=parents)
     assert snapshot(tmp) == before
 

@@ -72,21 +72,25 @@ def _job_output_dir(exc: BaseException) -> str | None:
 
 def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: bool, sweep: bool = False) -> str:
     """The one line for a full disk Hydra met; with ``own`` (one run, not a sweep), what this
-    invocation made for the run is removed (Hydra's files, the lock, the folder if it made it):
-    no result exists, nothing looks like one. A folder where cifarx's run began is left alone;
-    so is a sweep's, once a job began in it."""
+    invocation made for the run is removed (Hydra's files, the lock, the folder and the folders
+    above it, each if it made them): no result exists, nothing looks like one. A folder where
+    cifarx's run began is left alone; so is a sweep's, once a job began in it."""
     import logging
     from pathlib import Path
 
     from cifarx.run.atomic_io import no_space_message
-    from cifarx.run.ownership import CLAIMED, discard_unstarted, release_run_dir
+    from cifarx.run.ownership import CLAIMED, MISSING_BEFORE_HYDRA, discard_unstarted, release_run_dir, remove_parents
 
     run = made = None
+    parents: tuple[Path, ...] = ()
     if own and claimed is not None:  # claimed above, before Hydra: the claim knows whether it existed
         run = Path(claimed).resolve()  # as claim_run_dir names it
-        made = not CLAIMED.get(run, True)
+        claim = CLAIMED.get(run)
+        made = claim is not None and not claim.existed
+        parents = claim.made_parents if made else ()  # read before the release forgets them
     elif own and full.output_dir:  # Hydra's default directory, made by Hydra for this run
         run, made = Path(full.output_dir).resolve(), True
+        parents = tuple(p for p in MISSING_BEFORE_HYDRA if p in run.parents)  # outputs/<command>, when new
     if run is not None:
         for handler in list(logging.getLogger().handlers):  # Hydra's log file in the run directory
             if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run:
@@ -95,6 +99,7 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
                     handler.close()
         release_run_dir(run)
         discard_unstarted(run, name, made)
+        remove_parents(parents)  # the folders above it this invocation made, if nothing else is in them
     if sweep and full.output_dir:  # the sweep's folder, or the job's whose Hydra files failed
         _discard_unstarted_sweep(full.output_dir)
         discard_unstarted(full.output_dir, name, made=True)

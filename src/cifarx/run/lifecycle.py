@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from cifarx.errors import EXIT_PARTIAL, CifarxError, CommandExit, Pruned, one_line
 from cifarx.process import import_keras_quietly, stop_on_sigterm
 from cifarx.run.job import Job
-from cifarx.run.ownership import CLAIMED, MADE_PARENTS, claim_run_dir, hydra_files, release_run_dir, remove_parents
+from cifarx.run.ownership import CLAIMED, claim_run_dir, hydra_files, release_run_dir, remove_parents
 
 log = logging.getLogger("cifarx")
 
@@ -49,7 +49,7 @@ def run_command(command: str, fn: Callable[..., dict[str, Any]], cfg: DictConfig
         return attempt.refuse(one_line(str(exc)))
     # Claimed by the CLI before Hydra ran: it knows whether the folder existed. Claimed here under
     # Hydra: the folder held nothing but Hydra's files for this job, so Hydra made it for this run.
-    attempt.existed = CLAIMED[run.path] if not claimed_here or run_dir is not None else False
+    attempt.existed = CLAIMED[run.path].existed if not claimed_here or run_dir is not None else False
     try:
         return attempt.run_owned(fn)
     finally:
@@ -136,7 +136,7 @@ class _Attempt:
         self.run.discard(also=(*hydra_files(self.run.path, self.command), self.run.file(LOCK_FILE)),
                          remove_dir=not self.existed)
         if not self.existed:  # and the folders above it that its claim made, if nothing else is in them
-            remove_parents(MADE_PARENTS.get(self.run.path, []))
+            remove_parents(claim.made_parents if (claim := CLAIMED.get(self.run.path)) else ())
 
     def _failed(self, message: str) -> None:
         if self.run.has_results or self.multirun:

@@ -6,15 +6,29 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cifarx.errors import ConfigError
 
-# Run directories this process has claimed (locked), with whether each existed before the claim.
-CLAIMED: dict[Path, bool] = {}
-# The folders above each claimed run directory that the claim created (outputs/, outputs/train/ on a
-# first run), deepest first: a run that leaves nothing removes them too, when they are still empty.
-MADE_PARENTS: dict[Path, list[Path]] = {}
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run directory this process has claimed (locked): whether it existed before the claim, and
+    the folders above it that the claim created (outputs/, outputs/train/ on a first run), deepest
+    first: a run that leaves nothing removes them too, when they are still empty."""
+
+    existed: bool
+    made_parents: tuple[Path, ...] = ()
+
+
+# Run directories this process has claimed, by resolved path.
+CLAIMED: dict[Path, Claim] = {}
 # The folders above Hydra's default run directory that did not exist before Hydra started (the CLI
 # notes them): Hydra makes them with the run directory, so its claim cannot see they were new.
 MISSING_BEFORE_HYDRA: list[Path] = []
@@ -89,8 +103,7 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
         discard_unstarted(path, job_name, made=not existed or job_name is not None)
         remove_parents(made_parents)
         raise RunError(no_space_message(full, path)) from exc
-    CLAIMED[path] = existed
-    MADE_PARENTS[path] = made_parents
+    CLAIMED[path] = Claim(existed, tuple(made_parents))
     found = foreign()  # another process may have written between the check and the lock
     if found:
         release_run_dir(path)
@@ -102,12 +115,11 @@ def release_run_dir(path: str | os.PathLike) -> None:
 
     path = Path(path).resolve()
     CLAIMED.pop(path, None)
-    MADE_PARENTS.pop(path, None)
     unlock_run_dir(path)
 
 
-def remove_parents(folders: list[Path]) -> None:
-    """Remove these folders (a claim's :data:`MADE_PARENTS`), deepest first, each only if empty."""
+def remove_parents(folders: Iterable[Path]) -> None:
+    """Remove these folders (a claim's ``made_parents``), deepest first, each only if empty."""
     for folder in folders:
         with contextlib.suppress(OSError):
             folder.rmdir()
