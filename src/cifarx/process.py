@@ -7,6 +7,7 @@ layer may use it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -52,6 +53,10 @@ def import_keras_quietly():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    # The deep-learning stack's ~450k import-time objects live as long as the process: out of the
+    # cyclic collector's sight, each full collection (Keras' clear_session, Python's own while
+    # training) scans only what runs made, in microseconds instead of a quarter of a second.
+    gc.freeze()
     return keras
 
 
