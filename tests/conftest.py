@@ -15,11 +15,6 @@ os.environ.setdefault("CIFARX_FIGURES", "false")
 import pytest  # noqa: E402
 
 from cifarx.process import import_keras_quietly  # noqa: E402
-
-# Keras (and TensorFlow's loggers) are imported before any test redirects stderr: in-process CLI
-# runs (helpers.cli_in_process) must not leave a logger bound to one test's captured stream.
-import_keras_quietly()
-
 from helpers import (  # noqa: E402,F401  (re-exported for the tests)
     CLASSES,
     cli_in_process,
@@ -32,6 +27,15 @@ from helpers import (  # noqa: E402,F401  (re-exported for the tests)
 )
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Keras (and TensorFlow's loggers) are imported before any test redirects stderr: in-process
+    CLI runs (helpers.cli_in_process) must not leave a logger bound to one test's captured stream.
+    Not in pytest-xdist's controller, which runs no test: its import (seconds) would delay the
+    workers' start."""
+    if not config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        import_keras_quietly()
 
 
 @pytest.fixture(autouse=True, scope="module")
