@@ -75,17 +75,10 @@ class _PruneTrialOne(optuna.pruners.BasePruner):
         return trial.number == 1 and max(trial.intermediate_values, default=0) >= 2
 
 
-def test_a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(tmp_path, data, monkeypatch):
-    import cifarx.commands.search
-
-    monkeypatch.setattr(cifarx.commands.search, "make_pruner", lambda settings: _PruneTrialOne())
-    out = tmp_path / "search"
-    result = run_cli(_args(data, out, "search.n_trials=3", epochs=4), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    study = _study(out)
+def _a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(out: Path, study) -> None:
     assert _states(study) == ["COMPLETE", "COMPLETE", "PRUNED"]
     pruned = study.trials[1]
-    assert sorted(pruned.intermediate_values) == [1, 2]
+    assert sorted(pruned.intermediate_values) == [1, 2]  # of 3 epochs
     run_dir = Path(pruned.user_attrs["run_dir"])
     assert json.loads((run_dir / "status.json").read_text())["status"] == "pruned"
     with open(run_dir / "history.csv") as f:
@@ -95,26 +88,27 @@ def test_a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(tmp_p
     assert record["state"] == "pruned" and record["value"] == pytest.approx(pruned.intermediate_values[2])
     assert json.loads((out / "search.json").read_text())["counts"] == {"complete": 2, "pruned": 1, "fail": 0,
                                                                         "running": 0}
-    table = run_cli(["compare", str(out), "--csv", "-"], cwd=tmp_path)
+    table = run_cli(["compare", str(out), "--csv", "-"], cwd=out.parent)
     assert table.returncode == 0, table.stderr
     rows = {int(r["trial"]): r for r in csv.DictReader(table.stdout.splitlines())}
     assert {n: r["status"] for n, r in rows.items()} == {0: "completed", 1: "pruned", 2: "completed"}
     assert float(rows[1]["objective"]) == pytest.approx(pruned.intermediate_values[2])
     assert float(rows[0]["objective"]) == pytest.approx(study.trials[0].value)
-    shown = run_cli(["compare", str(out)], cwd=tmp_path, env={"COLUMNS": "200"})
+    shown = run_cli(["compare", str(out)], cwd=out.parent, env={"COLUMNS": "200"})
     assert "trial" in shown.stdout and "objective" in shown.stdout and "pruned" in shown.stdout
 
 
-def test_with_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, data, monkeypatch):
+def test_a_pruned_search_says_pruned_and_in_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, data, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     import cifarx.commands.search
 
     monkeypatch.setattr(cifarx.commands.search, "make_pruner", lambda settings: _PruneTrialOne())
     out, uri = tmp_path / "search", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}"),
-                     cwd=tmp_path)
+    result = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}", epochs=3),
+                     cwd=tmp_path)  # trial 1 pruned after 2 of 3 epochs
     assert result.returncode == 0, result.stderr[-3000:]
     study = _study(out)
+    _a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(out, study)  # checked on this search
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("cifarx").experiment_id])
     parents = [r for r in runs if r.data.tags.get("cifarx.search_study") == "simple_cnn_optuna"
@@ -137,7 +131,7 @@ def test_with_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, 
     assert parent.data.tags["cifarx.best_trial"] == str(study.best_trial.number)
     assert parent.data.tags["cifarx.best_run_dir"] == study.best_trial.user_attrs["run_dir"]
     assert parent.data.tags["cifarx.best_run_id"] == children[study.best_trial.number].info.run_id
-    again = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}"),
+    again = run_cli(_args(data, out, "search.n_trials=3", "logger=mlflow", f"logger.tracking_uri={uri}", epochs=3),
                     cwd=tmp_path)  # a continued (here: finished) search finds the same parent run
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(client.search_runs([parent.info.experiment_id])) == 4
