@@ -116,7 +116,7 @@ def test_sigkill_mid_run_leaves_a_run_that_resumes_to_the_same_numbers(tmp_path)
     """kill -9 during training (no handler runs) -> resume= finishes it exactly as a straight run."""
     root = write_batches_dir(tmp_path / "data", train_per_class=24, test_per_class=4)
     common = [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", "model.filters=[4,8,8]",
-              "trainer.batch_size=16", "data=augment", "trainer.epochs=6"]
+              "trainer.batch_size=16", "data=augment", "trainer.epochs=4"]
     env = {"CI": "true", "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"}
     cli = [sys.executable, "-m", "cifarx.cli", "train"]
     straight = run_cli(["train", *common, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)  # in-process
@@ -134,10 +134,10 @@ def test_sigkill_mid_run_leaves_a_run_that_resumes_to_the_same_numbers(tmp_path)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "metrics.json").exists()  # it really died before finishing
-    resumed = run_cli(["train", f"resume={killed}", "trainer.epochs=6"], cwd=tmp_path)  # in-process
+    resumed = run_cli(["train", f"resume={killed}", "trainer.epochs=4"], cwd=tmp_path)  # in-process
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
-    assert b["epochs"] == a["epochs"] == 6
+    assert b["epochs"] == a["epochs"] == 4
     for key in ("train_accuracy", "test_accuracy", "train_loss", "test_loss"):
         assert b[key] == a[key], key
