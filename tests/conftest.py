@@ -36,6 +36,8 @@ def pytest_configure(config):
     workers' start."""
     if not config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
         import_keras_quietly()
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's controller orders modules by test
+        config.option.loadscopereorder = False  # count unless told not to: LONGEST_FIRST's order instead
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,11 +86,13 @@ def _private_config_home(tmp_path_factory):
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache_home"))
 
 
-# The modules that take longest (summed test seconds on 2 cores), started first: with
-# `--dist loadscope` each module goes whole to the next free worker in collection order, so the
-# long ones first let the two workers finish together instead of one waiting on the other.
-LONGEST_FIRST = ["test_reliability", "test_search", "test_tracking", "test_hostile_runs", "test_compile_cache",
-                 "test_sweeps", "test_export", "test_feed", "test_full_disk", "test_vgg", "test_screen", "test_epochs"]
+# The modules that take longest (summed test seconds on 2 cores, longest first), started first:
+# with `--dist loadscope` each module goes whole to the next free worker in collection order, so
+# the long ones first let the two workers finish together instead of one waiting on the other.
+LONGEST_FIRST = ["test_reliability", "test_tracking", "test_hostile_runs", "test_search", "test_compile_cache",
+                 "test_export", "test_sweeps", "test_feed", "test_full_disk", "test_vgg", "test_train_e2e",
+                 "test_epochs", "test_screen", "test_extract_classic", "test_predict", "test_cli", "test_airbench",
+                 "test_distribute", "test_budget", "test_bad_input"]
 
 
 def pytest_collection_modifyitems(session, config, items):
