@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -86,7 +87,9 @@ def _run_independently(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
-        interpreter = Interpreter(model_path=str(path))
+        with warnings.catch_warnings():  # the fallback, deprecated in TensorFlow's favour of ai-edge-litert, says so
+            warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated", category=UserWarning)
+            interpreter = Interpreter(model_path=str(path))
         index = interpreter.get_input_details()[0]["index"]
         interpreter.resize_tensor_input(index, x.shape)
         interpreter.allocate_tensors()
