@@ -34,6 +34,47 @@ def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
     assert warm.epochs == 3 and warm.short
 
 
+def test_the_probe_traces_with_one_compiled_call_then_times_the_probe_steps_on_that_trace():
+    """The probe's steps are thrown away: its first fit is one compiled call (steps_per_execution
+    steps), enough to trace; the second fit, budget_probe_steps long, reuses the trace and is timed."""
+    import types
+
+    import keras
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from cifarx.training.budget import measure_and_plan
+
+    built, traced, fitted = [], [], []
+
+    class Probe(keras.Sequential):
+        def train_step(self, data):
+            traced.append("traced")  # compiled steps run this Python only while tracing
+            return super().train_step(data)
+
+        def fit(self, *args, **kwargs):
+            fitted.append(int(self.optimizer.iterations.numpy()) if self.optimizer.built else 0)  # steps so far
+            return super().fit(*args, **kwargs)
+
+    def build_compiled():
+        model = Probe([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
+        model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=3)
+        built.append(model)
+        return model
+
+    rng = np.random.default_rng(0)
+    data = types.SimpleNamespace(x_train=rng.random((200, 8, 8, 3), np.float32), y_train=rng.integers(0, 10, 200),
+                                 x_test=rng.random((20, 8, 8, 3), np.float32), y_test=rng.integers(0, 10, 20),
+                                 y_val=np.zeros(0, int))
+    trainer = OmegaConf.create({"batch_size": 4, "eval_batch_size": None, "budget_probe_steps": 7, "feed": "tf_data",
+                                "score_train": False, "time_budget": 1000.0, "time_budget_reserve": 0.1, "epochs": 5})
+    plan = measure_and_plan(build_compiled, data, trainer, tta_views=1, started=__import__("time").monotonic())
+    assert len(built) == 1 and fitted == [0, 3]  # one compiled call of 3 steps, then the 7 timed ones
+    assert int(built[0].optimizer.iterations.numpy()) == 10
+    assert traced == ["traced"]  # traced once, in the first fit: the timed fit reused it
+    assert plan.step_seconds > 0 and plan.compile_seconds >= 0 and plan.epochs == 5
+
+
 @pytest.mark.slow
 def test_a_budgeted_run_records_its_choice_and_repeats_exactly_without_the_budget(tmp_path, caplog):
     from cifarx.commands.train import run_train

@@ -101,7 +101,12 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
                      min_epochs: int = 1) -> BudgetPlan:
     """Time ``trainer.budget_probe_steps`` training steps (through ``fit`` and the real feed, as
     training will run them) and one evaluation batch of a throwaway model from
-    ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start)."""
+    ``build_compiled()``, then plan the epochs (``started``: ``time.monotonic()`` at the job's start).
+
+    A first fit of one compiled call (``steps_per_execution`` steps) traces and compiles the step
+    (its time beyond those steps is the compile estimate); the second fit reuses that step and
+    gives the time per step. The probe's training is thrown away with it, so the first fit is no
+    longer than tracing needs."""
     import keras
 
     from cifarx.data.feed import FeedPlan, steps_per_epoch, training_feed
@@ -109,13 +114,17 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
 
     batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
     probe = build_compiled()
-    steps = max(1, int(trainer_cfg.budget_probe_steps))
-    n = min(len(data.y_train), steps * batch)  # an epoch of the probe: `steps` full batches
-    steps = max(1, math.ceil(n / batch))
-    feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n], FeedPlan(batch, 0, kind=str(trainer_cfg.feed)))
     clock = _epoch_clock()
-    probe.fit(feed, epochs=2, callbacks=[feed_epoch, clock], verbose=0, shuffle=False)
-    first, step = clock.seconds[0] / steps, clock.seconds[1] / steps  # the first epoch traces and compiles
+    steps = {}
+    for name, wanted in (("compile", int(getattr(probe, "steps_per_execution", 1) or 1)),
+                         ("timed", int(trainer_cfg.budget_probe_steps))):
+        n = min(len(data.y_train), max(1, wanted) * batch)  # whole batches, as most of an epoch's are
+        steps[name] = max(1, math.ceil(n / batch))
+        feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n],
+                                            FeedPlan(batch, 0, kind=str(trainer_cfg.feed)))
+        probe.fit(feed, epochs=1, callbacks=[feed_epoch, clock], verbose=0, shuffle=False)
+    step = clock.seconds[1] / steps["timed"]
+    compile_ = max(0.0, clock.seconds[0] - step * steps["compile"])  # the first fit traces and compiles
     xe = data.x_test[:eval_batch]
     probe.predict_on_batch(xe)  # traces
     t0 = time.perf_counter()
@@ -127,7 +136,7 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     eval_images = (n_test + n_val) * tta_views + (n_train if trainer_cfg.score_train else 0)
     plan = plan_epochs(BudgetInputs(
         budget=float(trainer_cfg.time_budget), elapsed=time.monotonic() - started,
-        step=step, compile_=max(0.0, (first - step) * steps), predict_per_image=per_image,
+        step=step, compile_=compile_, predict_per_image=per_image,
         steps_per_epoch=steps_per_epoch(n_train, batch, bool(trainer_cfg.get("drop_last", False))),
         val_count=n_val, eval_images=eval_images, reserve_fraction=float(trainer_cfg.time_budget_reserve),
         max_epochs=int(trainer_cfg.epochs), min_epochs=min_epochs))
