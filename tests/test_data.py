@@ -96,6 +96,10 @@ def test_channel_stats_match_numpy():
     mean, std = channel_stats(x, chunk=7)
     np.testing.assert_allclose(mean, x.reshape(-1, 3).mean(axis=0), rtol=1e-9)
     np.testing.assert_allclose(std, x.reshape(-1, 3).std(axis=0), rtol=1e-6)
+    pixels = x.reshape(-1, 3).astype(np.float64)  # float64 sums of the pixels, as runs before 2026-12-01 took them:
+    total, total_sq, count = pixels.sum(axis=0), np.square(pixels).sum(axis=0), len(pixels)
+    assert np.array_equal(mean, total / count)  # the same bits, so a model built today normalises as before
+    assert np.array_equal(std, np.sqrt(np.maximum(total_sq / count - (total / count) ** 2, 1e-12)))
 
 
 def test_image_folder_errors_name_the_file(tmp_path):
