@@ -34,45 +34,63 @@ def test_the_plan_never_exceeds_trainer_epochs_and_always_trains_one():
     assert warm.epochs == 3 and warm.short
 
 
-def test_the_probe_traces_with_one_compiled_call_then_times_the_probe_steps_on_that_trace():
+@pytest.mark.parametrize("images, compile_steps, timed_steps", [
+    (200, 3, 7),  # plenty: one compiled call, then budget_probe_steps
+    (26, 3, 6),  # fewer than budget_probe_steps batches: whole ones only (24 images), no partial shape
+    (3, 1, 1),  # less than one batch: that batch, in both fits
+])
+def test_the_probe_traces_with_one_compiled_call_then_times_its_steps_on_that_trace(
+        monkeypatch, images, compile_steps, timed_steps):
     """The probe's steps are thrown away: its first fit is one compiled call (steps_per_execution
-    steps), enough to trace; the second fit, budget_probe_steps long, reuses the trace and is timed."""
+    steps), enough to trace; the second fit, budget_probe_steps long, reuses the trace and is timed.
+    Step = the second fit's time per step; compile = what the first took beyond its steps."""
+    import time
     import types
 
     import keras
     import numpy as np
     from omegaconf import OmegaConf
 
-    from cifarx.training.budget import measure_and_plan
+    from cifarx.training import budget
 
-    built, traced, fitted = [], [], []
+    traced, fits = [], []
 
     class Probe(keras.Sequential):
         def train_step(self, data):
             traced.append("traced")  # compiled steps run this Python only while tracing
             return super().train_step(data)
 
-        def fit(self, *args, **kwargs):
-            fitted.append(int(self.optimizer.iterations.numpy()) if self.optimizer.built else 0)  # steps so far
-            return super().fit(*args, **kwargs)
+        def fit(self, feed, **kwargs):
+            fits.append([int(x.shape[0]) for x, _ in feed])  # the batches this fit trains on
+            return super().fit(feed, **kwargs)
 
     def build_compiled():
         model = Probe([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
         model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=3)
-        built.append(model)
         return model
 
+    class FixedClock(keras.callbacks.Callback):  # the first fit takes 5 s, the second 7 s
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append([5.0, 7.0][len(self.seconds)])
+
+    monkeypatch.setattr(budget, "_epoch_clock", lambda: FixedClock())
     rng = np.random.default_rng(0)
-    data = types.SimpleNamespace(x_train=rng.random((200, 8, 8, 3), np.float32), y_train=rng.integers(0, 10, 200),
-                                 x_test=rng.random((20, 8, 8, 3), np.float32), y_test=rng.integers(0, 10, 20),
-                                 y_val=np.zeros(0, int))
+    data = types.SimpleNamespace(x_train=rng.random((images, 8, 8, 3), np.float32),
+                                 y_train=rng.integers(0, 10, images), x_test=rng.random((20, 8, 8, 3), np.float32),
+                                 y_test=rng.integers(0, 10, 20), y_val=np.zeros(0, int))
     trainer = OmegaConf.create({"batch_size": 4, "eval_batch_size": None, "budget_probe_steps": 7, "feed": "tf_data",
                                 "score_train": False, "time_budget": 1000.0, "time_budget_reserve": 0.1, "epochs": 5})
-    plan = measure_and_plan(build_compiled, data, trainer, tta_views=1, started=__import__("time").monotonic())
-    assert len(built) == 1 and fitted == [0, 3]  # one compiled call of 3 steps, then the 7 timed ones
-    assert int(built[0].optimizer.iterations.numpy()) == 10
+    plan = budget.measure_and_plan(build_compiled, data, trainer, tta_views=1, started=time.monotonic())
+    batch = min(images, 4)
+    assert fits == [[batch] * compile_steps, [batch] * timed_steps]  # one batch shape throughout
     assert traced == ["traced"]  # traced once, in the first fit: the timed fit reused it
-    assert plan.step_seconds > 0 and plan.compile_seconds >= 0 and plan.epochs == 5
+    assert plan.step_seconds == pytest.approx(7.0 / timed_steps)
+    assert plan.compile_seconds == pytest.approx(max(0.0, 5.0 - compile_steps * 7.0 / timed_steps))
+    assert plan.epochs == 5  # 1,000 s leave room for all of trainer.epochs
 
 
 @pytest.mark.slow

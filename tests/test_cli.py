@@ -232,4 +232,3 @@ def test_the_deep_learning_stack_s_import_time_objects_are_out_of_the_collector_
     assert gc.get_freeze_count() > 100_000
     gc.collect()
     assert gc.get_freeze_count() > 100_000  # a collection leaves them frozen
-

@@ -170,9 +170,10 @@ def test_classic_with_no_byte_free_fails_in_hydras_own_writes_and_leaves_nothing
     """0 bytes free: Hydra's own first write (.hydra/config.yaml, or a sweep's multirun.yaml),
     before cifarx's task, is what fails. The folder, the lock, Hydra's files and the folders above
     the run this invocation made go (an empty folder takes no space, so they were made); one line,
-    no traceback. A sweep's folders above its own were there before."""
+    no traceback. Empty folders that were there before stay (outputs/; a sweep's above its own)."""
     tmp, root, cache, _ = trained
-    parents = ("outputs", "outputs/classic", "outputs/classic/multirun") if where == "sweep" else ()
+    parents = {"hydra.run.dir": (), "default": ("outputs",),  # outputs/classic is new: it goes, outputs/ stays
+               "sweep": ("outputs", "outputs/classic", "outputs/classic/multirun")}[where]
     if parents:
         (disk.mount / parents[-1]).mkdir(parents=True)
     disk.fill()

@@ -98,7 +98,8 @@ def _a_pruned_trial_says_pruned_keeps_its_history_and_compare_shows_it(out: Path
     assert "trial" in shown.stdout and "objective" in shown.stdout and "pruned" in shown.stdout
 
 
-def test_a_pruned_search_says_pruned_and_in_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(tmp_path, data, monkeypatch):
+def test_a_pruned_search_says_pruned_and_in_mlflow_the_study_is_a_parent_run_and_each_trial_a_child(
+        tmp_path, data, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     import cifarx.commands.search
 

@@ -55,7 +55,9 @@ def import_keras_quietly():
         os.close(devnull)
     # The deep-learning stack's ~450k import-time objects live as long as the process: out of the
     # cyclic collector's sight, each full collection (Keras' clear_session, Python's own while
-    # training) scans only what runs made, in microseconds instead of a quarter of a second.
+    # training) scans only what runs made, in microseconds instead of a quarter of a second. What
+    # else is alive now is frozen with them (a command has barely started; a library caller that
+    # needs its earlier objects' cycles collected can call gc.unfreeze()).
     gc.freeze()
     return keras
 

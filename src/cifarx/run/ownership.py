@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 
-
 @dataclass(frozen=True)
 class Claim:
     """A run directory this process has claimed (locked): whether it existed before the claim, and
-    the folders above it that the claim created (outputs/, outputs/train/ on a first run), deepest
-    first: a run that leaves nothing removes them too, when they are still empty."""
+    the folders above it made for this run (outputs/, outputs/train/ on a first run: by the claim,
+    or by Hydra as :data:`MISSING_BEFORE_HYDRA` noted), deepest first: a run that leaves nothing
+    removes them too, when they are still empty."""
 
     existed: bool
     made_parents: tuple[Path, ...] = ()

@@ -106,7 +106,8 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     A first fit of one compiled call (``steps_per_execution`` steps) traces and compiles the step
     (its time beyond those steps is the compile estimate); the second fit reuses that step and
     gives the time per step. The probe's training is thrown away with it, so the first fit is no
-    longer than tracing needs."""
+    longer than tracing needs. Both fits take whole batches (a training set smaller than one batch:
+    that one partial batch), so the timed fit meets no batch shape the first did not compile."""
     import keras
 
     from cifarx.data.feed import FeedPlan, steps_per_epoch, training_feed
@@ -115,10 +116,12 @@ def measure_and_plan(build_compiled, data, trainer_cfg, tta_views: int, started:
     batch, eval_batch = int(trainer_cfg.batch_size), eval_batch_size(trainer_cfg)
     probe = build_compiled()
     clock = _epoch_clock()
-    steps = {}
+    steps, available = {}, len(data.y_train)
+    if available >= batch:
+        available -= available % batch  # whole batches, as all but an epoch's last one are
     for name, wanted in (("compile", int(getattr(probe, "steps_per_execution", 1) or 1)),
                          ("timed", int(trainer_cfg.budget_probe_steps))):
-        n = min(len(data.y_train), max(1, wanted) * batch)  # whole batches, as most of an epoch's are
+        n = min(available, max(1, wanted) * batch)
         steps[name] = max(1, math.ceil(n / batch))
         feed, feed_epoch, _ = training_feed(data.x_train[:n], data.y_train[:n],
                                             FeedPlan(batch, 0, kind=str(trainer_cfg.feed)))
