@@ -170,10 +170,10 @@ def test_classic_with_no_byte_free_fails_in_hydras_own_writes_and_leaves_nothing
     """0 bytes free: Hydra's own first write (.hydra/config.yaml, or a sweep's multirun.yaml),
     before cifarx's task, is what fails. The folder, the lock, Hydra's files and the folders above
     the run this invocation made go (an empty folder takes no space, so they were made); one line,
-    no traceback. Empty folders that were there before stay (outputs/; a sweep's above its own)."""
+    no traceback. Empty folders that were there before stay (outputs/)."""
     tmp, root, cache, _ = trained
     parents = {"hydra.run.dir": (), "default": ("outputs",),  # outputs/classic is new: it goes, outputs/ stays
-               "sweep": ("outputs", "outputs/classic", "outputs/classic/multirun")}[where]
+               "sweep": ("outputs", "outputs/classic")}[where]  # outputs/classic/multirun is new
     if parents:
         (disk.mount / parents[-1]).mkdir(parents=True)
     disk.fill()

@@ -120,8 +120,13 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
         rest = resuming.continue_in_place(rest, resume[-1])
     if multirun:  # every value of every swept key, before Hydra makes the sweep's folder
         from cifarx.config.preflight import preflight_sweep
+        from cifarx.run.layout import OUTPUTS
+        from cifarx.run.ownership import note_missing_folders
 
         _refuse(name, preflight_sweep(name, split_overrides(rest)))
+        sweep_dir = explicit_run_dir(split_overrides(rest), key="hydra.sweep.dir")
+        note_missing_folders(os.path.dirname(os.path.abspath(sweep_dir)) if sweep_dir  # the folders above the sweep's
+                             else os.path.join(OUTPUTS, name, "multirun"))
         return rest, None
     _refuse(name, preflight(name, split_overrides(rest)))
     run_dir = explicit_run_dir(split_overrides(rest))

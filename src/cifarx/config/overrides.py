@@ -55,9 +55,9 @@ def unquote(value: str) -> str:
     return value
 
 
-def explicit_run_dir(overrides: list[str]) -> str | None:
-    """The value of the last ``hydra.run.dir=`` override, unquoted (None when not given)."""
-    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+def explicit_run_dir(overrides: list[str], key: str = "hydra.run.dir") -> str | None:
+    """The value of the last ``hydra.run.dir=`` (or ``key``) override, unquoted (None when not given)."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
     return unquote(given[-1].strip()) if given else None
 
 

@@ -74,7 +74,8 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
     """The one line for a full disk Hydra met; with ``own`` (one run, not a sweep), what this
     invocation made for the run is removed (Hydra's files, the lock, the folder and the folders
     above it, each if it made them): no result exists, nothing looks like one. A folder where
-    cifarx's run began is left alone; so is a sweep's, once a job began in it."""
+    cifarx's run began is left alone; so is a sweep's, once a job began in it (a sweep that never
+    began goes with the empty folders above it that it made)."""
     import logging
     from pathlib import Path
 
@@ -103,6 +104,8 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
     if sweep and full.output_dir:  # the sweep's folder, or the job's whose Hydra files failed
         _discard_unstarted_sweep(full.output_dir)
         discard_unstarted(full.output_dir, name, made=True)
+        output = Path(full.output_dir).resolve()  # and the folders above it this invocation made, if now empty
+        remove_parents(p for p in MISSING_BEFORE_HYDRA if p in output.parents)
     return no_space_message(full.error, run or Path(full.output_dir or os.getcwd()).resolve())
 
 
