@@ -384,14 +384,14 @@ def test_step_boundaries_past_the_run_are_said(tmp_path, data):
 
 @pytest.mark.parametrize("name", ["it's", "trailing\\", "a=b,c d"])
 def test_resume_continues_in_the_directory_it_names(tmp_path, name):
-    from cifarx.config.overrides import explicit_run_dir, split_overrides
+    from cifarx.config.overrides import explicit_dir, split_overrides
     from cifarx.run.resume import continue_in_place
 
     run = tmp_path / name
     args = continue_in_place(["trainer.epochs=3", f"resume={run}"], str(run))
-    assert explicit_run_dir(split_overrides(args)) == str(run)
+    assert explicit_dir(split_overrides(args)) == str(run)
     quoted = [a for a in args if a.startswith("resume=")][0]
-    assert explicit_run_dir([quoted.replace("resume=", "hydra.run.dir=")]) == str(run)
+    assert explicit_dir([quoted.replace("resume=", "hydra.run.dir=")]) == str(run)
 
 
 def test_the_budget_clock_starts_with_the_command_not_the_import():

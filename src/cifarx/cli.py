@@ -17,7 +17,7 @@ from cifarx.config.composition import register_resolvers
 from cifarx.config.overrides import (  # noqa: F401  (hydra_quote: public API)
     CONFIG_FLAGS,
     expand_paths,
-    explicit_run_dir,
+    explicit_dir,
     flag_habit,
     hydra_quote,
     renamed_key,
@@ -124,12 +124,12 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
         from cifarx.run.ownership import note_missing_folders
 
         _refuse(name, preflight_sweep(name, split_overrides(rest)))
-        sweep_dir = explicit_run_dir(split_overrides(rest), key="hydra.sweep.dir")
+        sweep_dir = explicit_dir(split_overrides(rest), key="hydra.sweep.dir")
         note_missing_folders(os.path.dirname(os.path.abspath(sweep_dir)) if sweep_dir  # the folders above the sweep's
                              else os.path.join(OUTPUTS, name, "multirun"))
         return rest, None
     _refuse(name, preflight(name, split_overrides(rest)))
-    run_dir = explicit_run_dir(split_overrides(rest))
+    run_dir = explicit_dir(split_overrides(rest))
     if run_dir is None:  # Hydra's own outputs/<command>/<time>: note which folders above it are new
         from cifarx.run.layout import OUTPUTS
         from cifarx.run.ownership import note_missing_folders

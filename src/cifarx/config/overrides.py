@@ -55,15 +55,16 @@ def unquote(value: str) -> str:
     return value
 
 
-def explicit_run_dir(overrides: list[str], key: str = "hydra.run.dir") -> str | None:
-    """The value of the last ``hydra.run.dir=`` (or ``key``) override, unquoted (None when not given)."""
+def explicit_dir(overrides: list[str], key: str = "hydra.run.dir") -> str | None:
+    """The value of the last ``hydra.run.dir=`` override (or ``hydra.sweep.dir=``, with ``key``),
+    unquoted (None when not given)."""
     given = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")]
     return unquote(given[-1].strip()) if given else None
 
 
 def output_problem(overrides: list[str]) -> str | None:
     """Can the run directory be created? (Hydra would fail with a traceback otherwise.)"""
-    target = explicit_run_dir(overrides)
+    target = explicit_dir(overrides)
     if target is not None and not target.strip():
         return ("hydra.run.dir is empty; give the run's own directory (e.g. hydra.run.dir=outputs/my_run), "
                 "or leave it out for a fresh timestamped one")
