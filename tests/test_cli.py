@@ -232,3 +232,31 @@ def test_the_deep_learning_stack_s_import_time_objects_are_out_of_the_collector_
     assert gc.get_freeze_count() > 100_000
     gc.collect()
     assert gc.get_freeze_count() > 100_000  # a collection leaves them frozen
+
+
+def test_a_command_puts_back_the_caller_s_logging_and_sigterm_handler(tmp_path):
+    """Hydra configures logging for its job (console, the run's log file) and a run treats SIGTERM
+    as Ctrl-C: a caller that runs a command in its own process (a library, a notebook, this test
+    runner, which no longer restores anything of the kind) gets both back as it had them."""
+    import io
+    import logging
+    import signal
+
+    root = logging.getLogger()
+    mine = logging.StreamHandler(io.StringIO())
+    root.addHandler(mine)
+    try:
+        before = (list(root.handlers), root.level, logging.getLogger("tensorflow").level)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        run = tmp_path / "run"
+        result = run_cli(["data", f"data.root={write_batches_dir(tmp_path / 'data')}",
+                          f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (list(root.handlers), root.level, logging.getLogger("tensorflow").level) == before
+        assert signal.getsignal(signal.SIGTERM) is sigterm
+        logging.getLogger("caller").warning("a line of the caller's own, after the command")
+        assert "data summary" in (run / "data.log").read_text()  # the run's log is complete ...
+        assert "caller's own" not in (run / "data.log").read_text()  # ... and no longer the caller's
+        assert "caller's own" in mine.stream.getvalue()
+    finally:
+        root.removeHandler(mine)

@@ -92,9 +92,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return fail(name, problem) if problem else print(text) or 0
 
     from cifarx.errors import CommandExit
+    from cifarx.process import caller_state_kept
 
     try:
-        return _run_hydra_command(name, rest, started)
+        with caller_state_kept():  # Hydra's logging and the run's SIGTERM handler end with the command
+            return _run_hydra_command(name, rest, started)
     except CommandExit as stop:  # the command's own end (or a refusal before it): its line, then its status
         if stop.message:
             print(stop.message, file=sys.stderr)

@@ -1,12 +1,14 @@
 """What belongs to the process, not to one command: when the current command started (the time
 budget's clock), how many commands this process has run (a run directory's name suffix), importing
-Keras without TensorFlow's native start-up chatter, and SIGTERM handled like Ctrl-C.
+Keras without TensorFlow's native start-up chatter, SIGTERM handled like Ctrl-C, and the caller's
+logging and signal handlers put back when a command ends.
 
 A bottom module: it imports nothing of cifarx's beyond the console and the device probe, so any
 layer may use it."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -72,3 +74,39 @@ def stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
+
+
+@contextlib.contextmanager
+def caller_state_kept():
+    """Around one `cifarx` command: what it changes process-wide is put back as the caller had it.
+    Hydra configures logging for each job (console, the run's log file, levels), which would keep
+    writing a caller's later lines into the last run's log, and a run treats SIGTERM as Ctrl-C.
+    When the command ends, every logger gets back its handlers, level and disabled flag (the
+    handlers the command added are closed, so its log file is complete), and SIGTERM its handler.
+    A library caller or a test running commands one after another in one process keeps its own."""
+    import logging
+    import signal
+    import threading
+
+    def loggers() -> list[logging.Logger]:
+        return [logging.getLogger(), *(lg for lg in list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(lg, logging.Logger))]
+
+    before = {lg: (list(lg.handlers), lg.level, lg.disabled) for lg in loggers()}
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        yield
+    finally:
+        for lg in loggers():
+            handlers, level, disabled = before.get(lg, ([], lg.level, lg.disabled))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    lg.removeHandler(handler)
+                    with contextlib.suppress(Exception):  # a stream already gone
+                        handler.close()
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.disabled = disabled
+        if main_thread and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)

@@ -91,28 +91,24 @@ def cli_in_process(args: list[str], cwd: Path, env: dict | None = None):
     Without a new interpreter and TensorFlow import per call, a test of the CLI contract costs
     what its work costs. Use a real subprocess for what needs one: signals, another Keras backend.
     """
-    import contextlib
     import io
     import os
-    import signal
     import subprocess
     import sys
     import traceback
-
-    from hydra.core.global_hydra import GlobalHydra
 
     from cifarx import cli
 
     _absl_to_real_stderr()
     out, err = io.StringIO(), io.StringIO()
-    handlers = _log_handlers()
-    saved = (os.getcwd(), dict(os.environ), list(sys.argv), signal.getsignal(signal.SIGTERM), sys.stdin)
+    # What a new process would have differently (cifarx itself puts back what it changes: logging,
+    # SIGTERM; cifarx.process.caller_state_kept): its working directory, environment, argv, stdin.
+    saved = (os.getcwd(), dict(os.environ), list(sys.argv), sys.stdin)
     os.environ.update({"CI": "true", **(env or {})})
     code = 0
     try:
         os.chdir(cwd)
         sys.stdin = io.StringIO()
-        GlobalHydra.instance().clear()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = cli.main(list(args))
@@ -122,14 +118,11 @@ def cli_in_process(args: list[str], cwd: Path, env: dict | None = None):
                 traceback.print_exc()
                 code = 1
     finally:
-        _restore_log_handlers(handlers)  # Hydra's are bound to this call's streams and run directory
-        GlobalHydra.instance().clear()
         os.chdir(saved[0])
         os.environ.clear()
         os.environ.update(saved[1])
         sys.argv[:] = saved[2]
-        signal.signal(signal.SIGTERM, saved[3])
-        sys.stdin = saved[4]
+        sys.stdin = saved[3]
     return subprocess.CompletedProcess(["cifarx", *args], code, out.getvalue(), err.getvalue())
 
 
@@ -142,29 +135,6 @@ def _absl_to_real_stderr() -> None:
     absl = sys.modules.get("absl.logging")
     if absl is not None:
         absl.get_absl_handler().python_handler.setStream(sys.__stderr__)
-
-
-def _log_handlers() -> dict:
-    import logging
-
-    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
-                                      if isinstance(lg, logging.Logger))]
-    return {logger: (list(logger.handlers), logger.level, logger.disabled) for logger in loggers}
-
-
-def _restore_log_handlers(before: dict) -> None:
-    """Put every logger back as it was (a test runner's own handlers included); close only the
-    handlers the call added."""
-    for logger, (handlers, _level, _disabled) in _log_handlers().items():
-        kept, old_level, old_disabled = before.get(logger, ([], logger.level, logger.disabled))
-        for handler in handlers:
-            if handler not in kept:
-                logger.removeHandler(handler)
-                with contextlib.suppress(Exception):  # a stream already gone
-                    handler.close()
-        logger.handlers[:] = kept
-        logger.setLevel(old_level)
-        logger.disabled = old_disabled
 
 
 def free_port() -> int:
