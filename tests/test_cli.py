@@ -240,6 +240,7 @@ def test_a_command_puts_back_the_caller_s_logging_and_sigterm_handler(tmp_path):
     runner, which no longer restores anything of the kind) gets both back as it had them."""
     import io
     import logging
+    import os
     import signal
 
     root = logging.getLogger()
@@ -253,6 +254,10 @@ def test_a_command_puts_back_the_caller_s_logging_and_sigterm_handler(tmp_path):
                           f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"], cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert (list(root.handlers), root.level, logging.getLogger("tensorflow").level) == before
+        if os.path.isdir("/proc/self/fd"):  # the run's log file is closed, not held open by this process
+            held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                    if os.path.exists(f"/proc/self/fd/{fd}")]
+            assert str(run / "data.log") not in held
         assert signal.getsignal(signal.SIGTERM) is sigterm
         logging.getLogger("caller").warning("a line of the caller's own, after the command")
         assert "data summary" in (run / "data.log").read_text()  # the run's log is complete ...

@@ -81,30 +81,26 @@ def caller_state_kept():
     """Around one `cifarx` command: what it changes process-wide is put back as the caller had it.
     Hydra configures logging for each job (console, the run's log file, levels), which would keep
     writing a caller's later lines into the last run's log, and a run treats SIGTERM as Ctrl-C.
-    When the command ends, every logger gets back its handlers, level and disabled flag (the
-    handlers the command added are closed, so its log file is complete), and SIGTERM its handler.
+    When the command ends, every logger that existed before it gets back its handlers, level and
+    disabled flag (the handlers the command added are closed, so its log file is complete), and
+    SIGTERM its handler; loggers of libraries first imported by the command keep their own set-up.
     A library caller or a test running commands one after another in one process keeps its own."""
     import logging
     import signal
     import threading
 
-    def loggers() -> list[logging.Logger]:
-        return [logging.getLogger(), *(lg for lg in list(logging.Logger.manager.loggerDict.values())
-                                       if isinstance(lg, logging.Logger))]
-
-    before = {lg: (list(lg.handlers), lg.level, lg.disabled) for lg in loggers()}
+    loggers = [logging.getLogger(), *(lg for lg in list(logging.Logger.manager.loggerDict.values())
+                                      if isinstance(lg, logging.Logger))]
+    before = {lg: (list(lg.handlers), lg.level, lg.disabled) for lg in loggers}
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         yield
     finally:
-        for lg in loggers():
-            handlers, level, disabled = before.get(lg, ([], lg.level, lg.disabled))
-            for handler in lg.handlers:
-                if handler not in handlers:
-                    lg.removeHandler(handler)
-                    with contextlib.suppress(Exception):  # a stream already gone
-                        handler.close()
+        for lg, (handlers, level, disabled) in before.items():
+            for handler in [h for h in lg.handlers if h not in handlers]:  # the command's: closed
+                with contextlib.suppress(Exception):  # a stream already gone
+                    handler.close()
             lg.handlers[:] = handlers
             lg.setLevel(level)
             lg.disabled = disabled
