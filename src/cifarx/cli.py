@@ -114,6 +114,9 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
     """Before Hydra makes a folder: a resume turned into its run's own overrides, the config (every
     sweep value too) pre-flighted, and an explicit run directory claimed. Returns the overrides and
     that directory."""
+    from cifarx.run.layout import OUTPUTS
+    from cifarx.run.ownership import note_missing_folders
+
     resume = [a.split("=", 1)[1] for a in rest if a.startswith("resume=")]
     if name == "train" and resume:
         from cifarx.run import resume as resuming
@@ -122,8 +125,6 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
         rest = resuming.continue_in_place(rest, resume[-1])
     if multirun:  # every value of every swept key, before Hydra makes the sweep's folder
         from cifarx.config.preflight import preflight_sweep
-        from cifarx.run.layout import OUTPUTS
-        from cifarx.run.ownership import note_missing_folders
 
         _refuse(name, preflight_sweep(name, split_overrides(rest)))
         sweep_dir = explicit_dir(split_overrides(rest), key="hydra.sweep.dir")
@@ -133,9 +134,6 @@ def _checked(name: str, rest: list[str], multirun: bool) -> tuple[list[str], str
     _refuse(name, preflight(name, split_overrides(rest)))
     run_dir = explicit_dir(split_overrides(rest))
     if run_dir is None:  # Hydra's own outputs/<command>/<time>: note which folders above it are new
-        from cifarx.run.layout import OUTPUTS
-        from cifarx.run.ownership import note_missing_folders
-
         note_missing_folders(os.path.join(OUTPUTS, name))
     else:  # own the folder before Hydra writes anything into it
         from cifarx.errors import CifarxError, one_line

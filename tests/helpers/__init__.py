@@ -183,11 +183,9 @@ class NoTensorFlow:
             return importlib.machinery.ModuleSpec(name, Absent())
 sys.meta_path.insert(0, NoTensorFlow())
 from cifarx.cli import main
-from hydra.core.global_hydra import GlobalHydra
 args, code = sys.argv[1:], 0
 while args and code == 0:
     cut = args.index("--then") if "--then" in args else len(args)
-    GlobalHydra.instance().clear()
     code, args = main(args[:cut]), args[cut + 1:]
 assert "tensorflow" not in sys.modules
 sys.exit(code)

@@ -187,7 +187,9 @@ class Plan:
             raise SearchError("every key of the space is fixed on the command line: nothing to search")
         s = self.settings
         self.study = str(s.study) if s.study else Path(self.space_name).stem
-        self.dir = Path(str(s.dir) if s.dir else f"outputs/search/{self.study}").expanduser().resolve()
+        from cifarx.run.layout import OUTPUTS
+
+        self.dir = Path(str(s.dir) if s.dir else f"{OUTPUTS}/search/{self.study}").expanduser().resolve()
         self.storage = str(s.storage) if s.storage else str(self.dir / "study.journal")
         env_worker = os.environ.get("SLURM_ARRAY_TASK_ID")
         self.worker = int(s.worker) if s.worker is not None else int(env_worker) if env_worker else 0

@@ -80,7 +80,7 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
     from pathlib import Path
 
     from cifarx.run.atomic_io import no_space_message
-    from cifarx.run.ownership import CLAIMED, MISSING_BEFORE_HYDRA, discard_unstarted, release_run_dir, remove_parents
+    from cifarx.run.ownership import CLAIMED, discard_unstarted, noted_above, release_run_dir, remove_parents
 
     run = made = None
     parents: tuple[Path, ...] = ()
@@ -91,7 +91,7 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
         parents = claim.made_parents if made else ()  # read before the release forgets them
     elif own and full.output_dir:  # Hydra's default directory, made by Hydra for this run
         run, made = Path(full.output_dir).resolve(), True
-        parents = tuple(p for p in MISSING_BEFORE_HYDRA if p in run.parents)  # outputs/<command>, when new
+        parents = noted_above(run)  # outputs/<command>, when new
     if run is not None:
         for handler in list(logging.getLogger().handlers):  # Hydra's log file in the run directory
             if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run:
@@ -104,8 +104,7 @@ def no_space_before_task(name: str, full: NoSpace, claimed: str | None, own: boo
     if sweep and full.output_dir:  # the sweep's folder, or the job's whose Hydra files failed
         _discard_unstarted_sweep(full.output_dir)
         discard_unstarted(full.output_dir, name, made=True)
-        output = Path(full.output_dir).resolve()  # and the folders above it this invocation made, if now empty
-        remove_parents(p for p in MISSING_BEFORE_HYDRA if p in output.parents)
+        remove_parents(noted_above(Path(full.output_dir)))  # and the folders above it it made, if now empty
     return no_space_message(full.error, run or Path(full.output_dir or os.getcwd()).resolve())
 
 

@@ -41,6 +41,13 @@ def note_missing_folders(folder: str | os.PathLike) -> None:
     MISSING_BEFORE_HYDRA[:] = list(itertools.takewhile(lambda p: not p.exists(), [folder, *folder.parents]))
 
 
+def noted_above(path: Path, noted: list[Path] | None = None) -> tuple[Path, ...]:
+    """The folders ``noted`` (by default :data:`MISSING_BEFORE_HYDRA`) that lie above ``path``:
+    those made for it, deepest first."""
+    path = Path(path).resolve()
+    return tuple(p for p in (MISSING_BEFORE_HYDRA if noted is None else noted) if p in path.parents)
+
+
 def hydra_files(run: Path, job_name: str) -> tuple[Path, ...]:
     """What Hydra itself writes into a run directory before the task starts."""
     hydra_dir = run / ".hydra"
@@ -86,9 +93,10 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
     found = foreign()
     if found:
         raise refuse(found)
-    made_parents = list(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
     if job_name is not None:  # a directory Hydra made: its parents are new if they were missing before Hydra
-        made_parents = [p for p in noted if p in path.parents]
+        made_parents = noted_above(path, noted)
+    else:
+        made_parents = tuple(itertools.takewhile(lambda parent: not parent.exists(), path.parents))
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock_run_dir(path)
@@ -103,7 +111,7 @@ def claim_run_dir(path: str | os.PathLike, resuming: bool = False, job_name: str
         discard_unstarted(path, job_name, made=not existed or job_name is not None)
         remove_parents(made_parents)
         raise RunError(no_space_message(full, path)) from exc
-    CLAIMED[path] = Claim(existed, tuple(made_parents))
+    CLAIMED[path] = Claim(existed, made_parents)
     found = foreign()  # another process may have written between the check and the lock
     if found:
         release_run_dir(path)

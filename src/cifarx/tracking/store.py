@@ -23,7 +23,9 @@ def require_mlflow() -> None:
 
 def default_store(cwd: Path | None = None) -> tuple[str, str]:
     """(tracking URI, artifact folder) of the embedded store: ``outputs/`` of the working directory."""
-    outputs = (cwd or Path.cwd()).resolve() / "outputs"
+    from cifarx.run.layout import OUTPUTS
+
+    outputs = (cwd or Path.cwd()).resolve() / OUTPUTS
     return f"sqlite:///{outputs / 'mlflow.db'}", str(outputs / "mlartifacts")
 
 
